@@ -1,0 +1,1 @@
+"""Reference implementations the graders compare submissions with (one module per notebook)."""

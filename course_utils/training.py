@@ -1,0 +1,358 @@
+"""Training and evaluation loops: the seeds' ``check_accuracy`` and ``train``, with checks for students."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
+
+
+def flatten(x: torch.Tensor) -> torch.Tensor:
+    """Collapse all dimensions but the first: ``(N, C, H, W)`` -> ``(N, C*H*W)``, channels_last too."""
+    return x.flatten(1)  # (N, C*H*W)
+
+
+class Flatten(nn.Module):
+    """``flatten`` as a module, to stack inside ``nn.Sequential``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return flatten(x)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` count as the same device."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _prepare_batch(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    memory_format: torch.memory_format = torch.preserve_format,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check that ``x`` is ``(N, C, H, W)``; move ``x`` (float32) and ``y`` (int64) to ``device``."""
+    if x.dim() != 4:
+        raise ValueError(
+            f"Expected a batch of images of shape (N, C, H, W), got {tuple(x.shape)}. Keep images 4-D in "
+            "the loader and flatten inside the model (Flatten()); add a channel dimension with "
+            "x.unsqueeze(1) for single-channel images."
+        )
+    x = x.to(device, dtype=torch.float32, non_blocking=True, memory_format=memory_format)
+    y = y.to(device, dtype=torch.long, non_blocking=True)
+    return x, y
+
+
+def _count_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Number of rows of ``model(x)`` whose arg-max equals ``y``."""
+    return int((model(x).argmax(dim=1) == y).sum())
+
+
+def _split_name(loader: Any) -> str:
+    train = getattr(getattr(loader, "dataset", None), "train", None)
+    return {True: " on validation set", False: " on test set"}.get(train, "")
+
+
+def check_accuracy(
+    loader: Iterable, model: nn.Module, *, device: torch.device | str | None = None, verbose: bool = True
+) -> float:
+    """Accuracy of ``model`` on ``loader`` in percent, printed like the seeds' ``check_accuracy``.
+
+    Batches ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` move to ``device`` (default: the model's).
+    The model runs in eval mode and gets its previous mode back afterwards.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    if verbose:
+        print(f"Checking accuracy{_split_name(loader)}")
+    was_training = model.training
+    model.eval()
+    num_correct = num_samples = 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = _prepare_batch(x, y, device)
+            num_correct += _count_correct(model, x, y)
+            num_samples += y.shape[0]
+    model.train(was_training)
+    if num_samples == 0:
+        raise ValueError("check_accuracy got an empty loader; check the data set and its batch size.")
+    acc = 100.0 * num_correct / num_samples
+    if verbose:
+        print(f"Got {num_correct} / {num_samples} correct ({acc:.2f})")
+    return acc
+
+
+@dataclass
+class History:
+    """What ``train`` measured. ``loss[i]`` and ``lr[i]`` belong to optimizer step ``i + 1``;
+    ``val_acc`` and ``train_acc`` hold ``(steps done, percent)``; ``train_acc`` is the accuracy on the
+    training batches seen since the previous check (in train mode, so with dropout and augmentation)."""
+
+    loss: list[float] = field(default_factory=list)
+    val_acc: list[tuple[int, float]] = field(default_factory=list)
+    train_acc: list[tuple[int, float]] = field(default_factory=list)
+    best_val_acc: float = math.nan
+    epochs: int = 0
+    steps: int = 0
+    seconds: float = 0.0
+    lr: list[float] = field(default_factory=list)
+
+
+def _fast_caps(epochs: int, max_iters: int | None, verbose: bool) -> tuple[int, int | None]:
+    """Cap epochs and iterations per epoch in fast mode, saying so."""
+    if not is_fast_mode():
+        return epochs, max_iters
+    epochs = min(epochs, FAST_CAPS.epochs)
+    max_iters = min(max_iters or FAST_CAPS.iterations_per_epoch, FAST_CAPS.iterations_per_epoch)
+    if verbose:
+        print(
+            f"Fast mode: training capped at {epochs} epoch(s) of at most {max_iters} iterations "
+            "(set COURSE_FAST=0 for the full run)."
+        )
+    return epochs, max_iters
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader_train: Iterable,
+    loader_val: Iterable | None = None,
+    *,
+    epochs: int = 1,
+    print_every: int = 100,
+    device: torch.device | str | None = None,
+    scheduler: Any = None,
+    clip_grad_norm: float | None = None,
+    amp: bool = True,
+    channels_last: bool = False,
+    max_iters_per_epoch: int | None = None,
+    verbose: bool = True,
+) -> History:
+    """Train ``model`` with cross-entropy on batches ``(x (N, C, H, W), y (N,))`` of ``loader_train``.
+
+    Every ``print_every`` iterations (and after the last step) prints the loss and checks accuracy on
+    ``loader_val``. ``scheduler.step()`` runs after every optimizer step. ``device`` defaults to the model's;
+    the model moves there. On CUDA, ``amp`` trains under autocast (bf16 when supported, else fp16 with a
+    GradScaler) and ``channels_last`` switches the memory format; on the CPU both are no-ops.
+    """
+    device = torch.device(device) if device is not None else model_device(model)
+    loader_device = getattr(loader_train, "device", None)
+    if loader_device is not None and not _same_device(torch.device(loader_device), device):
+        raise ValueError(
+            f"The model trains on {device} but loader_train yields batches on {loader_device}. Put both on "
+            "one device: model.to(device) and loader.to(device), or build the loaders with "
+            "get_loaders(device=device)."
+        )
+    epochs, max_iters_per_epoch = _fast_caps(epochs, max_iters_per_epoch, verbose)
+    iters = len(loader_train) if max_iters_per_epoch is None else min(len(loader_train), max_iters_per_epoch)
+    if iters == 0:
+        raise ValueError("loader_train is empty; check the data set and its batch size.")
+
+    on_cuda = device.type == "cuda"
+    use_amp = amp and on_cuda
+    amp_dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    memory_format = torch.channels_last if channels_last and on_cuda else torch.preserve_format
+    model.to(device, memory_format=memory_format)
+
+    history = History()
+    start = time.perf_counter()
+    correct = seen = 0
+
+    def check(epoch: int, t: int, loss: float) -> None:
+        nonlocal correct, seen
+        if verbose:
+            print(f"Epoch {epoch}, Iteration {t}, loss = {loss:.4f}")
+        history.train_acc.append((history.steps, 100.0 * correct / seen))
+        correct = seen = 0
+        if loader_val is not None:
+            history.val_acc.append((history.steps, check_accuracy(loader_val, model, verbose=verbose)))
+        if verbose:
+            print()
+
+    model.train()
+    with tqdm(total=epochs * iters, desc="train", disable=not verbose) as bar:
+        for epoch in range(epochs):
+            for t, (x, y) in enumerate(itertools.islice(loader_train, iters)):
+                x, y = _prepare_batch(x, y, device, memory_format)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    scores = model(x)
+                    loss = F.cross_entropy(scores, y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(
+                        f"The loss became {loss_value} at epoch {epoch}, iteration {t}: training diverged. "
+                        "Lower the learning rate (try 10x smaller) or pass clip_grad_norm=1.0."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if clip_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                history.lr.append(optimizer.param_groups[0]["lr"])
+                if scheduler is not None:
+                    scheduler.step()
+                history.loss.append(loss_value)
+                history.steps += 1
+                correct += int((scores.argmax(dim=1) == y).sum())
+                seen += y.shape[0]
+                bar.update()
+                bar.set_postfix(loss=f"{loss_value:.4f}")
+                if t % print_every == 0:
+                    check(epoch, t, loss_value)
+            history.epochs += 1
+        if seen:
+            check(history.epochs - 1, t, loss_value)
+
+    history.seconds = time.perf_counter() - start
+    history.best_val_acc = max((acc for _, acc in history.val_acc), default=math.nan)
+    if verbose and history.val_acc:
+        print(f"Best validation accuracy: {history.best_val_acc:.2f}")
+    return history
+
+
+def overfit_batch(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    *,
+    steps: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    device: torch.device | str | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> float:
+    """Train on one batch ``(x (N, C, H, W), y (N,))`` for ``steps`` steps (Adam unless ``optimizer``);
+    return the final accuracy on that batch in percent, measured in eval mode."""
+    device = torch.device(device) if device is not None else model_device(model)
+    model.to(device)
+    x, y = _prepare_batch(*batch, device)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.train()
+    for step in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"The loss became {loss.item()} at step {step}: lower the learning rate (try 10x smaller)."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        acc = 100.0 * _count_correct(model, x, y) / y.shape[0]
+    model.train()
+    return acc
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of scalar parameters (only those with ``requires_grad`` unless ``trainable_only=False``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+_SEED_TABLE_HEADER = ("rank", "model", "test accuracy per seed (%)", "mean ± std (%)")
+
+
+def _html_row(tag: str, values: Iterable[object]) -> str:
+    return "<tr>" + "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values) + "</tr>"
+
+
+@dataclass
+class SeedResults:
+    """One row per training run: ``dict(model, seed, val_acc, test_acc, seconds)``, accuracies in percent."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, tuple[float, float]]:
+        """Test accuracy per model as ``(mean, std)``; std is the sample std (0 for a single run)."""
+        by_model: dict[str, list[float]] = {}
+        for row in self.rows:
+            by_model.setdefault(row["model"], []).append(row["test_acc"])
+        return {
+            name: (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0)
+            for name, accs in by_model.items()
+        }
+
+    def _ranked(self) -> list[tuple[int, str, str, str]]:
+        """``(rank, model, per-seed accuracies, mean ± std)`` rows, best mean first."""
+        ranked = sorted(self.summary().items(), key=lambda item: -item[1][0])
+        return [
+            (
+                rank,
+                name,
+                ", ".join(f"{r['test_acc']:.2f}" for r in self.rows if r["model"] == name),
+                f"{mean:.2f} ± {std:.2f}",
+            )
+            for rank, (name, (mean, std)) in enumerate(ranked, start=1)
+        ]
+
+    def to_markdown(self) -> str:
+        """A markdown table of the models ranked by mean test accuracy."""
+        lines = ["| " + " | ".join(_SEED_TABLE_HEADER) + " |", "|---" * len(_SEED_TABLE_HEADER) + "|"]
+        lines += ["| " + " | ".join(map(str, row)) + " |" for row in self._ranked()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        body = "".join(_html_row("td", row) for row in self._ranked())
+        return f"<table><thead>{_html_row('th', _SEED_TABLE_HEADER)}</thead><tbody>{body}</tbody></table>"
+
+
+def compare_over_seeds(
+    builders: dict[str, Callable[[], nn.Module]],
+    loaders: Any,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 1,
+    lr: float = 1e-3,
+    device: torch.device | str | None = None,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
+) -> SeedResults:
+    """Train every model of ``builders`` once per seed on ``loaders.train``; measure ``loaders.val`` and
+    ``loaders.test``. Optimizer: ``make_optimizer(model)``, else Adam with ``lr``. ``device`` defaults to
+    the training loader's device, else ``get_device()``. Fast mode keeps the first ``FAST_CAPS.seeds`` seeds.
+    """
+    if device is None:
+        device = getattr(loaders.train, "device", None)
+        device = get_device() if device is None else device
+    if is_fast_mode():
+        seeds = tuple(seeds)[: FAST_CAPS.seeds]
+        print(
+            f"Fast mode: {len(seeds)} seeds per model, each run capped at {FAST_CAPS.epochs} epoch(s) of "
+            f"{FAST_CAPS.iterations_per_epoch} iterations (set COURSE_FAST=0 for the full comparison)."
+        )
+    results = SeedResults()
+    for name, build in builders.items():
+        for seed in seeds:
+            set_seed(seed)
+            model = build().to(device)
+            if make_optimizer is None:
+                optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+            else:
+                optimizer = make_optimizer(model)
+            start = time.perf_counter()
+            train(model, optimizer, loaders.train, epochs=epochs, device=device, verbose=False)
+            val_acc = check_accuracy(loaders.val, model, verbose=False)
+            test_acc = check_accuracy(loaders.test, model, verbose=False)
+            seconds = time.perf_counter() - start
+            row = dict(model=name, seed=seed, val_acc=val_acc, test_acc=test_acc, seconds=seconds)
+            results.rows.append(row)
+            print(f"{name}, seed {seed}: val {val_acc:.2f}%, test {test_acc:.2f}% ({seconds:.1f} s)")
+    return results
