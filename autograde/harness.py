@@ -27,6 +27,7 @@ class TestOutcome:
     """One grader test: what it checks (its docstring's first line), its points and why it failed."""
 
     name: str
+    part: str
     description: str
     points: float
     earned: float = 0.0
@@ -116,7 +117,7 @@ class _GraderPlugin:
             description = doc[0] if doc else item.name
             if hasattr(item, "callspec"):
                 description += f" [{item.callspec.id}]"
-            outcome = TestOutcome(item.nodeid, description, float(_marker_arg(item, "points")))
+            outcome = TestOutcome(item.nodeid, _marker_arg(item, "part"), description, float(_marker_arg(item, "points")))
             self._by_id[item.nodeid] = outcome
             self.outcomes.append(outcome)
 
@@ -136,18 +137,34 @@ class _GraderPlugin:
             self.errors.append(str(report.longrepr))
 
 
-def run_part(assignment: str, part: str | None, student: Student) -> PartReport:
-    """Run the tests of ``part`` (all parts when None) of ``assignment`` against ``student``."""
-    plugin = _GraderPlugin(student, part)
+def _run_pytest(assignment: str, plugin: _GraderPlugin, *extra: str) -> None:
     args = [
         str(grader_path(assignment)),
         "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--assert=plain",
-        "--import-mode=importlib", "--rootdir", str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"),
+        "--import-mode=importlib", "--rootdir", str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), *extra,
     ]
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pytest.main(args, plugins=[plugin])
+
+
+def part_points(assignment: str) -> dict[str, float]:
+    """The points of every part of ``assignment``, from the grader tests' markers (no test is run)."""
+    plugin = _GraderPlugin(InProcessStudent({}), None)
+    _run_pytest(assignment, plugin, "--collect-only")
+    if plugin.errors:
+        raise RuntimeError(f"the grader for {assignment} failed to load:\n" + "\n".join(plugin.errors))
+    points: dict[str, float] = {}
+    for outcome in plugin.outcomes:
+        points[outcome.part] = points.get(outcome.part, 0.0) + outcome.points
+    return points
+
+
+def run_part(assignment: str, part: str | None, student: Student) -> PartReport:
+    """Run the tests of ``part`` (all parts when None) of ``assignment`` against ``student``."""
+    plugin = _GraderPlugin(student, part)
+    _run_pytest(assignment, plugin)
     if plugin.errors:
         raise RuntimeError(f"the grader for {assignment} failed to load:\n" + "\n".join(plugin.errors))
     if not plugin.outcomes:

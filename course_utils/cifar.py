@@ -61,7 +61,8 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool = False) 
     ``root`` (see ``resolve_data_root``) may be the folder that holds ``cifar-10-batches-py`` or that folder
     itself. The pickles are read directly, without an md5 check, so partial or re-encoded copies load too.
     With ``download=True`` and no copy found, torchvision downloads the official archive into ``root`` first.
-    Raises ``DataUnavailableError`` (saying what to do) when the data is missing, unreadable or not downloadable.
+    Raises ``DataUnavailableError``, saying what to do, when the data is missing, unreadable or cannot be
+    downloaded.
     """
     base = resolve_data_root(root)
     folder = _find_batches(base)
@@ -123,7 +124,8 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             entry = pickle.load(f, encoding="latin1")
         data, labels = entry["data"], np.asarray(entry["labels"], dtype=np.int64)
     except FileNotFoundError as err:
-        raise DataUnavailableError(f"CIFAR-10 copy in {path.parent} is incomplete: {path.name} is missing. {fix}") from err
+        message = f"The CIFAR-10 copy in {path.parent} is incomplete: {path.name} is missing. {fix}"
+        raise DataUnavailableError(message) from err
     except Exception as err:  # unpickling a damaged file can raise almost any error
         raise DataUnavailableError(f"Could not read the CIFAR-10 batch {path} ({err!r}). {fix}") from err
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -104,7 +105,7 @@ def _sample_indices(
     shape: Sequence[int], max_elems: int, generator: torch.Generator
 ) -> list[tuple[int, ...]]:
     """All indices of ``shape`` when there are at most ``max_elems``, else a random ``max_elems`` of them."""
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = math.prod(shape)
     if numel <= max_elems:
         flat = range(numel)
     else:
@@ -158,10 +159,10 @@ def check_module_gradients(
     for name, tensor in checked:
         analytic = tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
         indices = _sample_indices(tensor.shape, max_elems, generator)
-        exact = torch.stack([analytic[i] for i in indices])
+        autograd = torch.stack([analytic[i] for i in indices])
         numeric = _numerical_grad_at(lambda _: objective(), tensor, indices, h)
         numeric = torch.tensor(numeric, dtype=torch.float64)
-        scale = max(exact.abs().max().item(), numeric.abs().max().item(), 1e-12)
-        error = (exact - numeric).abs().max().item() / scale
+        scale = max(autograd.abs().max().item(), numeric.abs().max().item(), 1e-12)
+        error = (autograd - numeric).abs().max().item() / scale
         report.rows.append(GradCheckRow(name, tuple(tensor.shape), len(indices), error, error <= tol))
     return report

@@ -26,7 +26,7 @@ _NOISE_STD = 0.08
 
 
 def make_synthetic_cifar(num_train: int = 10_000, num_test: int = 2_000, seed: int = 0) -> ImageSet:
-    """A CIFAR-10 stand-in: uint8 images ``(N, 3, 32, 32)`` with int64 labels ``(N,)`` in ten balanced classes.
+    """A CIFAR-10 stand-in: uint8 images ``(N, 3, 32, 32)``, int64 labels ``(N,)``, ten balanced classes.
 
     Each image shows one shape or texture of its class at a random position, size and angle, in a colour
     whose hue leans towards the class but overlaps its neighbours', on a random background, plus noise.
@@ -39,7 +39,7 @@ def make_synthetic_cifar(num_train: int = 10_000, num_test: int = 2_000, seed: i
 
 
 def _generate(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` images uint8 ``(n, 3, 32, 32)`` and labels int64 ``(n,)``, every class ``n // 10`` or one more times."""
+    """``n`` images uint8 ``(n, 3, 32, 32)`` and labels int64 ``(n,)``; class counts differ by at most one."""
     num_classes = len(SYNTHETIC_CLASSES)
     labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=gen)]
 
@@ -47,11 +47,11 @@ def _generate(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]
         return low + (high - low) * torch.rand(n, *shape, generator=gen)
 
     # Shape frame: coordinates relative to a random centre, rotated, in units of the radius.
-    radius = uniform(5.0, 11.0)[:, None, None]
+    radius = uniform(6.0, 11.0)[:, None, None]
     angle = uniform(0.0, math.pi)[:, None, None]
     grid = torch.arange(_SIZE, dtype=torch.float32)
-    dx = grid[None, None, :] - uniform(8.0, 24.0)[:, None, None]  # (n, 1, 32)
-    dy = grid[None, :, None] - uniform(8.0, 24.0)[:, None, None]  # (n, 32, 1)
+    dx = grid[None, None, :] - uniform(10.0, 22.0)[:, None, None]  # (n, 1, 32)
+    dy = grid[None, :, None] - uniform(10.0, 22.0)[:, None, None]  # (n, 32, 1)
     u = (dx * angle.cos() + dy * angle.sin()) / radius  # (n, 32, 32)
     v = (dy * angle.cos() - dx * angle.sin()) / radius  # (n, 32, 32)
     period = uniform(3.0, 5.0)[:, None, None] / radius  # texture period, radius units

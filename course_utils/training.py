@@ -31,7 +31,7 @@ class Flatten(nn.Module):
         return flatten(x)
 
 
-def model_device(model: nn.Module) -> torch.device:
+def _model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         return tensor.device
@@ -79,7 +79,7 @@ def check_accuracy(
     Batches ``(x, y)`` with ``x`` of shape ``(N, C, H, W)`` move to ``device`` (default: the model's).
     The model runs in eval mode and gets its previous mode back afterwards.
     """
-    device = torch.device(device) if device is not None else model_device(model)
+    device = torch.device(device) if device is not None else _model_device(model)
     if verbose:
         print(f"Checking accuracy{_split_name(loader)}")
     was_training = model.training
@@ -101,9 +101,12 @@ def check_accuracy(
 
 @dataclass
 class History:
-    """What ``train`` measured. ``loss[i]`` and ``lr[i]`` belong to optimizer step ``i + 1``;
-    ``val_acc`` and ``train_acc`` hold ``(steps done, percent)``; ``train_acc`` is the accuracy on the
-    training batches seen since the previous check (in train mode, so with dropout and augmentation)."""
+    """What ``train`` measured.
+
+    ``loss[i]`` and ``lr[i]`` belong to optimizer step ``i + 1``. ``val_acc`` and ``train_acc`` hold
+    ``(steps done, percent)`` per check; ``train_acc`` is the accuracy on the training batches seen since
+    the previous check (in train mode, so with dropout and augmentation on).
+    """
 
     loss: list[float] = field(default_factory=list)
     val_acc: list[tuple[int, float]] = field(default_factory=list)
@@ -129,6 +132,46 @@ def _fast_caps(epochs: int, max_iters: int | None, verbose: bool) -> tuple[int, 
     return epochs, max_iters
 
 
+def _training_device(model: nn.Module, loader: Iterable, device: torch.device | str | None) -> torch.device:
+    """``device`` if given, else the device the loader declares (``loader.device``), else the model's.
+
+    A model on the CPU simply moves there, as in the seeds; a model that was put on another device
+    than the loader's is an error, as is an explicit ``device`` the loader's batches are not on.
+    """
+    declared = getattr(loader, "device", None)
+    declared = None if declared is None else torch.device(declared)
+    here = _model_device(model)
+    target = torch.device(device) if device is not None else declared or here
+    if declared is not None and not _same_device(declared, target):
+        raise ValueError(
+            f"train(device={target}) but loader_train yields batches on {declared}. Move the data too: "
+            f"loader_train.to('{target}'), or build the loaders with get_loaders(device='{target}')."
+        )
+    if device is None and here.type != "cpu" and not _same_device(here, target):
+        raise ValueError(
+            f"The model is on {here} but loader_train yields batches on {target}. Put both on one "
+            f"device: model.to('{target}'), or loader_train.to('{here}') (and the other loaders)."
+        )
+    return target
+
+
+def _update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss: torch.Tensor,
+    clip_grad_norm: float | None,
+) -> None:
+    """One optimizer step on ``loss``: backward (scaled for fp16), optional clipping, step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_grad_norm is not None:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def train(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -148,18 +191,12 @@ def train(
     """Train ``model`` with cross-entropy on batches ``(x (N, C, H, W), y (N,))`` of ``loader_train``.
 
     Every ``print_every`` iterations (and after the last step) prints the loss and checks accuracy on
-    ``loader_val``. ``scheduler.step()`` runs after every optimizer step. ``device`` defaults to the model's;
-    the model moves there. On CUDA, ``amp`` trains under autocast (bf16 when supported, else fp16 with a
-    GradScaler) and ``channels_last`` switches the memory format; on the CPU both are no-ops.
+    ``loader_val``. ``scheduler.step()`` runs after every optimizer step. ``device`` defaults to the one
+    ``loader_train`` declares (``.device``), else the model's; the model moves there. On CUDA, ``amp``
+    trains under autocast (bf16 when supported, else fp16 with a GradScaler) and ``channels_last``
+    switches the memory format; on the CPU both are no-ops.
     """
-    device = torch.device(device) if device is not None else model_device(model)
-    loader_device = getattr(loader_train, "device", None)
-    if loader_device is not None and not _same_device(torch.device(loader_device), device):
-        raise ValueError(
-            f"The model trains on {device} but loader_train yields batches on {loader_device}. Put both on "
-            "one device: model.to(device) and loader.to(device), or build the loaders with "
-            "get_loaders(device=device)."
-        )
+    device = _training_device(model, loader_train, device)
     epochs, max_iters_per_epoch = _fast_caps(epochs, max_iters_per_epoch, verbose)
     iters = len(loader_train) if max_iters_per_epoch is None else min(len(loader_train), max_iters_per_epoch)
     if iters == 0:
@@ -201,13 +238,7 @@ def train(
                         f"The loss became {loss_value} at epoch {epoch}, iteration {t}: training diverged. "
                         "Lower the learning rate (try 10x smaller) or pass clip_grad_norm=1.0."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if clip_grad_norm is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
+                _update(model, optimizer, scaler, loss, clip_grad_norm)
                 history.lr.append(optimizer.param_groups[0]["lr"])
                 if scheduler is not None:
                     scheduler.step()
@@ -242,7 +273,7 @@ def overfit_batch(
 ) -> float:
     """Train on one batch ``(x (N, C, H, W), y (N,))`` for ``steps`` steps (Adam unless ``optimizer``);
     return the final accuracy on that batch in percent, measured in eval mode."""
-    device = torch.device(device) if device is not None else model_device(model)
+    device = torch.device(device) if device is not None else _model_device(model)
     model.to(device)
     x, y = _prepare_batch(*batch, device)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -1,4 +1,4 @@
-"""Plots the notebooks share. Each function returns its matplotlib ``Figure`` and never calls ``plt.show()``."""
+"""Plots the notebooks share; each function returns its matplotlib ``Figure`` (no ``plt.show()``)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,9 @@ def plot_attention_map(
     ax_img.imshow(picture)
     ax_img.set_title(f"query at (row {row}, col {col})")
     ax_map.imshow(picture)
-    overlay = ax_map.imshow(weights.numpy(), cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest")
+    overlay = ax_map.imshow(
+        weights.numpy(), cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest"
+    )
     ax_map.set_title("attention weights")
     fig.colorbar(overlay, ax=ax_map, fraction=0.046, pad=0.04)
     for ax in (ax_img, ax_map):
@@ -120,7 +122,9 @@ def plot_heatmap(
     """
     matrix = matrix.detach().cpu().float().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if matrix.ndim != 2:
-        raise ValueError(f"Expected a 2-D matrix, got shape {matrix.shape}; select one head or one image first.")
+        raise ValueError(
+            f"Expected a 2-D matrix, got shape {matrix.shape}; select one head or one image first."
+        )
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
     mesh = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest")

@@ -1,0 +1,55 @@
+"""The students' helper package: data, training, gradient checks, plots, device, seeds and fast mode.
+
+Everything a notebook needs is importable from here, e.g. ``from course_utils import get_loaders, train``.
+"""
+
+from course_utils.checkpoint import load_checkpoint, save_checkpoint
+from course_utils.cifar import (
+    CIFAR10_CLASSES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    NUM_TRAIN,
+    NUM_VAL,
+    DataUnavailableError,
+    ImageSet,
+    load_cifar10,
+    resolve_data_root,
+)
+from course_utils.gradcheck import (
+    GradReport,
+    check_module_gradients,
+    eval_numerical_gradient,
+    eval_numerical_gradient_array,
+    rel_error,
+)
+from course_utils.loaders import Loaders, TensorLoader, denormalize, get_loaders, torchvision_loaders
+from course_utils.runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
+from course_utils.synthetic import make_synthetic_cifar
+from course_utils.training import (
+    Flatten,
+    History,
+    SeedResults,
+    check_accuracy,
+    compare_over_seeds,
+    count_parameters,
+    flatten,
+    overfit_batch,
+    train,
+)
+from course_utils.viz import (
+    plot_attention_map,
+    plot_heatmap,
+    plot_history,
+    plot_seed_comparison,
+    show_images,
+)
+
+__all__ = [
+    "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "FAST_CAPS", "NUM_TRAIN", "NUM_VAL",
+    "DataUnavailableError", "Flatten", "GradReport", "History", "ImageSet", "Loaders", "SeedResults", "TensorLoader",
+    "check_accuracy", "check_module_gradients", "compare_over_seeds", "count_parameters", "denormalize",
+    "eval_numerical_gradient", "eval_numerical_gradient_array", "flatten", "get_device", "get_loaders",
+    "is_fast_mode", "load_checkpoint", "load_cifar10", "make_synthetic_cifar", "overfit_batch", "plot_attention_map",
+    "plot_heatmap", "plot_history", "plot_seed_comparison", "rel_error", "resolve_data_root", "save_checkpoint",
+    "set_seed", "show_images", "torchvision_loaders", "train",
+]

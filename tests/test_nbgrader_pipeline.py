@@ -1,0 +1,72 @@
+"""The example submissions go through the real nbgrader pipeline and get exactly their expected scores.
+
+generate_assignment -> submitted/<student>/<assignment>/ -> autograde -> gradebook -> generate_feedback -> export.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import nbformat
+import pytest
+
+from autograde import examples as ex
+from autograde import nbgrader_course as course_cli
+
+ASSIGNMENTS = list(ex.SPECS)
+
+
+@pytest.fixture(scope="module", params=ASSIGNMENTS)
+def graded_course(request, tmp_path_factory):
+    """A course in which every example submission of one assignment has been autograded."""
+    assignment = request.param
+    course = course_cli.make_course(tmp_path_factory.mktemp(assignment))
+    course_cli.generate_release(course, [assignment])
+    for example in ex.examples(assignment):
+        course_cli.submit(course, assignment, example.name, ex.example_path(assignment, example.name))
+    course_cli.autograde(course, assignment)
+    return assignment, course
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_example_notebooks_are_in_sync(assignment, tmp_path):
+    for path in ex.write_examples(assignment, tmp_path):
+        committed = ex.example_path(assignment, path.stem)
+        assert committed.is_file(), f"{committed} is missing: run `python -m autograde.examples`"
+        assert nbformat.read(committed, as_version=4) == nbformat.read(path, as_version=4), (
+            f"{committed} is stale: run `python -m autograde.examples`"
+        )
+
+
+@pytest.mark.slow
+def test_autograde_gives_every_example_its_expected_score(graded_course):
+    assignment, course = graded_course
+    scores = {(s.student, s.cell): s.auto_score for s in course_cli.cell_scores(course, assignment)}
+    wrong = []
+    for example in ex.examples(assignment):
+        for cell, points in example.expected.items():
+            got = scores.get((example.name, cell))
+            if got != points:
+                wrong.append(f"{example.name} / {cell}: expected {points}, nbgrader gave {got}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.slow
+def test_feedback_shows_reports_but_no_hidden_test_source(graded_course):
+    assignment, course = graded_course
+    feedback = course_cli.generate_feedback(course, assignment)
+    pages = sorted(feedback.rglob("*.html"))
+    assert len(pages) == len(ex.examples(assignment))
+    for page in pages:
+        html = page.read_text()
+        assert "Autograder:" in html, f"{page} lacks the test report"
+        for secret in ("BEGIN HIDDEN TESTS", "from autograde import", "grade(&quot;", 'grade("'):
+            assert secret not in html, f"{page} leaks hidden test source ({secret!r})"
+
+
+@pytest.mark.slow
+def test_export_writes_one_row_per_student(graded_course):
+    assignment, course = graded_course
+    with course_cli.export_grades(course).open() as f:
+        rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
+    assert sorted(r["student_id"] for r in rows) == sorted(e.name for e in ex.examples(assignment))

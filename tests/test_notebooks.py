@@ -1,0 +1,42 @@
+"""Every solution notebook runs end to end in fast mode on a CPU, and its hidden cells award full points."""
+
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from autograde.nbgrader_course import SOLUTIONS, assignment_ids
+from tests.notebook_cells import hidden_cells, nbgrader_meta
+
+
+def execute_fast(path, workdir) -> nbformat.NotebookNode:
+    """Run a notebook as nbgrader would (fast mode), with the offline data set, in ``workdir``."""
+    nb = nbformat.read(path, as_version=4)
+    env = {"COURSE_FAST": "1", "COURSE_DATASET": "synthetic", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("assignment", assignment_ids())
+def test_solution_runs_in_fast_mode_and_earns_every_point(assignment, tmp_path):
+    nb = execute_fast(SOLUTIONS / assignment / f"{assignment}.ipynb", tmp_path)
+    for grade_id, cell in hidden_cells(nb).items():
+        results = [o for o in cell.outputs if o.output_type == "execute_result"]
+        report = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+        assert results, f"hidden cell {grade_id} returned no score:\n{report}"
+        earned = float(results[-1]["data"]["text/plain"])
+        assert earned == float(nbgrader_meta(cell)["points"]), f"{grade_id}: {earned} points\n{report}"
+        assert not any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs)

@@ -1,0 +1,373 @@
+"""Tests for course_utils.training: accuracy, the training loop, overfitting one batch, seed comparisons."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils.runtime import FAST_CAPS
+from course_utils.training import (
+    Flatten,
+    SeedResults,
+    check_accuracy,
+    compare_over_seeds,
+    count_parameters,
+    flatten,
+    overfit_batch,
+    train,
+)
+
+NUM_CLASSES = 3
+
+
+@pytest.fixture(autouse=True)
+def full_mode(monkeypatch):
+    """Run in full mode unless a test switches fast mode on itself."""
+    monkeypatch.setenv("COURSE_FAST", "0")
+
+
+class BatchList(list):
+    """Batches ``(x, y)`` in a list, with the ``.dataset.train`` flag that ``check_accuracy`` reads."""
+
+    def __init__(self, batches, train=True, device=None):
+        super().__init__(batches)
+        self.dataset = SimpleNamespace(train=train)
+        if device is not None:
+            self.device = torch.device(device)
+
+
+def blobs(n: int, seed: int, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, 3, size, size)`` whose class is the channel that is brighter than the others."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+    x = 0.5 * torch.randn(n, 3, size, size, generator=gen)
+    x[torch.arange(n), y] += 1.0
+    return x, y
+
+
+def batches(x, y, batch_size, **kwargs) -> BatchList:
+    return BatchList(
+        [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)], **kwargs
+    )
+
+
+def linear_model(size: int = 8) -> nn.Module:
+    return nn.Sequential(Flatten(), nn.Linear(3 * size * size, NUM_CLASSES))
+
+
+class Oracle(nn.Module):
+    """Predicts the class written in pixel (0, 0) of channel 0."""
+
+    def forward(self, x):
+        return nn.functional.one_hot(x[:, 0, 0, 0].long(), NUM_CLASSES).float()
+
+
+def test_flatten_keeps_channel_height_width_order_for_channels_last():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    expected = torch.stack([x[i].reshape(-1) for i in range(2)])
+    assert torch.equal(flatten(x), expected)
+    assert torch.equal(Flatten()(x_cl), expected)
+
+
+def test_check_accuracy_counts_and_prints_like_the_seeds(capsys):
+    gen = torch.Generator().manual_seed(0)
+    preds = torch.randint(0, NUM_CLASSES, (10,), generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (10,), generator=gen)
+    x = torch.zeros(10, 3, 2, 2)
+    x[:, 0, 0, 0] = preds.float()
+    correct = sum(int(p == t) for p, t in zip(preds.tolist(), y.tolist(), strict=True))
+    model = Oracle().train()
+
+    acc = check_accuracy(batches(x, y, 4, train=True), model)
+    assert acc == pytest.approx(100 * correct / 10)
+    assert capsys.readouterr().out == (
+        f"Checking accuracy on validation set\nGot {correct} / 10 correct ({100 * correct / 10:.2f})\n"
+    )
+    assert model.training, "check_accuracy must give the model its training mode back"
+
+    check_accuracy(batches(x, y, 4, train=False), model.eval())
+    assert capsys.readouterr().out.startswith("Checking accuracy on test set\n")
+    assert not model.training
+
+
+def test_check_accuracy_rejects_batches_that_are_not_images():
+    loader = BatchList([(torch.zeros(4, 12), torch.zeros(4, dtype=torch.long))])
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\).*\(4, 12\)"):
+        check_accuracy(loader, linear_model())
+
+
+def test_train_records_history_and_validates_every_print_every(capsys):
+    torch.manual_seed(0)
+    x, y = blobs(50, seed=1)
+    xv, yv = blobs(30, seed=2)
+    loader, loader_val = batches(x, y, 10), batches(xv, yv, 10, train=True)
+    model = linear_model()
+    history = train(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader_val, epochs=2, print_every=3
+    )
+    steps = 2 * 5
+    assert (history.steps, history.epochs, len(history.loss), history.lr) == (steps, 2, steps, [0.1] * steps)
+    expected_checks = [e * 5 + t + 1 for e in range(2) for t in range(5) if t % 3 == 0] + [steps]
+    assert [s for s, _ in history.val_acc] == expected_checks
+    assert [s for s, _ in history.train_acc] == expected_checks
+    assert history.best_val_acc == max(acc for _, acc in history.val_acc)
+    assert history.val_acc[-1][1] == pytest.approx(check_accuracy(loader_val, model, verbose=False))
+    assert history.seconds > 0
+
+    out = capsys.readouterr().out
+    assert f"Epoch 0, Iteration 0, loss = {history.loss[0]:.4f}\nChecking accuracy on validation set\n" in out
+    assert f"Epoch 1, Iteration 3, loss = {history.loss[8]:.4f}\n" in out
+    assert out.count("Checking accuracy on validation set") == len(expected_checks)
+    assert f"Best validation accuracy: {history.best_val_acc:.2f}" in out
+
+
+def test_train_accuracy_covers_the_batches_since_the_previous_check():
+    class FixedPredictions(Oracle):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(NUM_CLASSES))
+
+        def forward(self, x):
+            return super().forward(x) + 0 * self.unused
+
+    gen = torch.Generator().manual_seed(3)
+    preds = torch.randint(0, NUM_CLASSES, (30,), generator=gen)
+    y = torch.randint(0, NUM_CLASSES, (30,), generator=gen)
+    x = torch.zeros(30, 3, 2, 2)
+    x[:, 0, 0, 0] = preds.float()
+    model = FixedPredictions()
+    history = train(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 5), print_every=2, verbose=False
+    )
+
+    hits = (preds == y).float()
+    windows = [(1, slice(0, 5)), (3, slice(5, 15)), (5, slice(15, 25)), (6, slice(25, 30))]
+    assert history.train_acc == [
+        (step, pytest.approx(100 * hits[rows].mean().item())) for step, rows in windows
+    ]
+
+
+def test_train_learns_a_separable_problem():
+    torch.manual_seed(0)
+    x, y = blobs(400, seed=3)
+    xv, yv = blobs(200, seed=4)
+    model = linear_model()
+    history = train(
+        model,
+        torch.optim.Adam(model.parameters(), lr=1e-2),
+        batches(x, y, 20),
+        batches(xv, yv, 50),
+        verbose=False,
+    )
+    assert statistics.fmean(history.loss[-5:]) < 0.5 * statistics.fmean(history.loss[:5])
+    assert history.val_acc[-1][1] >= 90.0
+
+
+def test_train_steps_the_scheduler_after_every_optimizer_step():
+    x, y = blobs(40, seed=5)
+    model = linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    history = train(model, optimizer, batches(x, y, 10), scheduler=scheduler, epochs=2, verbose=False)
+    assert history.lr == pytest.approx([0.1 * 0.5**k for k in range(8)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**8)
+
+
+class NormRecordingSGD(torch.optim.SGD):
+    """SGD that records the total gradient norm it is asked to apply."""
+
+    def __init__(self, params, lr):
+        super().__init__(params, lr=lr)
+        self.norms: list[float] = []
+
+    def step(self, closure=None):
+        grads = [
+            p.grad.flatten() for group in self.param_groups for p in group["params"] if p.grad is not None
+        ]
+        self.norms.append(torch.cat(grads).norm().item())
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("clip", [None, 0.5])
+def test_train_clips_the_gradient_norm(clip):
+    x, y = blobs(40, seed=6)
+    torch.manual_seed(0)
+    model = linear_model()
+    optimizer = NormRecordingSGD(model.parameters(), lr=1e-3)
+    train(model, optimizer, batches(20 * x, y, 10), clip_grad_norm=clip, verbose=False)
+    if clip is None:
+        assert max(optimizer.norms) > 0.5, "the test data must produce large gradients"
+    else:
+        assert max(optimizer.norms) <= clip * (1 + 1e-5)
+
+
+def test_amp_and_channels_last_are_no_ops_on_the_cpu():
+    x, y = blobs(20, seed=7)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Flatten(), nn.Linear(4 * 8 * 8, NUM_CLASSES))
+    seen = []
+    model[0].register_forward_hook(lambda m, inp, out: seen.append((inp[0].is_contiguous(), out.dtype)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train(model, optimizer, batches(x, y, 10), amp=True, channels_last=True, verbose=False)
+    assert seen == [(True, torch.float32)] * 2
+    assert model[0].weight.is_contiguous()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cpu_model_moves_to_the_cuda_loader_and_trains_with_amp_and_channels_last():
+    x, y = blobs(40, seed=8)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), Flatten(), nn.Linear(4 * 8 * 8, NUM_CLASSES))
+    dtypes = []
+    model[0].register_forward_hook(lambda m, inp, out: dtypes.append(out.dtype))
+    optimizer = torch.optim.Adam(model.parameters())
+    loader = batches(x.cuda(), y.cuda(), 10, device="cuda")
+    history = train(model, optimizer, loader, channels_last=True, verbose=False)
+    assert model[0].weight.is_cuda and model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert set(dtypes) <= {torch.bfloat16, torch.float16} and dtypes
+    assert all(math.isfinite(v) for v in history.loss)
+
+
+def test_fast_mode_caps_epochs_and_iterations_and_says_so(monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    n_batches = FAST_CAPS.iterations_per_epoch + 5
+    x, y = blobs(2 * n_batches, seed=9)
+    model = linear_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    history = train(model, optimizer, batches(x, y, 2), epochs=3, print_every=1000)
+    assert history.epochs == min(3, FAST_CAPS.epochs)
+    assert history.steps == FAST_CAPS.epochs * FAST_CAPS.iterations_per_epoch
+    assert "Fast mode" in capsys.readouterr().out
+
+
+def test_train_rejects_batches_of_the_wrong_rank():
+    x, y = blobs(20, seed=10)
+    model = linear_model()
+    loader = BatchList([(x.flatten(1), y)])
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\).*\(20, 192\)"):
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, verbose=False)
+
+
+def test_train_rejects_a_model_put_on_another_device_than_the_loader():
+    x, y = blobs(20, seed=11)
+    model = linear_model().to("meta")
+    with pytest.raises(ValueError, match=r"model is on meta but loader_train yields batches on cpu"):
+        train(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 10, device="cpu"), verbose=False
+        )
+
+
+def test_train_rejects_a_device_the_loader_is_not_on():
+    x, y = blobs(20, seed=11)
+    model = linear_model()
+    with pytest.raises(ValueError, match=r"device=meta\) but loader_train yields batches on cpu"):
+        train(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            batches(x, y, 10, device="cpu"),
+            device="meta",
+            verbose=False,
+        )
+
+
+def test_train_stops_on_a_nan_loss_and_suggests_a_lower_learning_rate():
+    torch.manual_seed(0)
+    x, y = blobs(200, seed=12)
+    model = nn.Sequential(
+        Flatten(), nn.Linear(192, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=100.0, momentum=0.9)
+    with pytest.raises(FloatingPointError, match="loss became nan .* Lower the learning rate"):
+        train(model, optimizer, batches(x, y, 10), verbose=False)
+
+
+def test_overfit_batch_reaches_full_accuracy_on_a_small_batch():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(13)
+    x, y = torch.randn(16, 3, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), Flatten(), nn.Linear(8 * 8 * 8, 10))
+    assert overfit_batch(model, (x, y), steps=100, lr=1e-2) == 100.0
+    assert model.training
+
+
+def test_count_parameters_counts_trainable_ones_unless_told_otherwise():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model[0].weight.requires_grad_(False)
+    assert count_parameters(model) == 4 + 4 * 2 + 2
+    assert count_parameters(model, trainable_only=False) == 3 * 4 + 4 + 4 * 2 + 2
+
+
+def tiny_loaders():
+    x, y = blobs(60, seed=14)
+    xv, yv = blobs(30, seed=15)
+    xt, yt = blobs(30, seed=16)
+    return SimpleNamespace(
+        train=batches(x, y, 10), val=batches(xv, yv, 10), test=batches(xt, yt, 10, train=False)
+    )
+
+
+def test_compare_over_seeds_trains_each_model_per_seed_and_summarises(capsys):
+    def mlp() -> nn.Module:
+        return nn.Sequential(Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, NUM_CLASSES))
+
+    builders = {"linear": linear_model, "<mlp>": mlp}
+    loaders = tiny_loaders()
+    results = compare_over_seeds(builders, loaders, seeds=(0, 1, 2), lr=1e-2)
+    assert [(r["model"], r["seed"]) for r in results.rows] == [(m, s) for m in builders for s in (0, 1, 2)]
+    assert capsys.readouterr().out.count("seed") == 6
+
+    summary = results.summary()
+    for name in builders:
+        accs = [r["test_acc"] for r in results.rows if r["model"] == name]
+        assert summary[name] == pytest.approx((sum(accs) / 3, torch.tensor(accs).std().item()))
+    again = compare_over_seeds({"linear": linear_model}, loaders, seeds=(1,), lr=1e-2)
+    assert again.rows[0]["test_acc"] == results.rows[1]["test_acc"], "a seed must reproduce its run"
+
+    table = results.to_markdown().splitlines()
+    assert len(table) == 2 + len(builders)
+    best = max(summary, key=lambda name: summary[name][0])
+    assert table[2].startswith(f"| 1 | {best} |")
+    mean, std = summary[best]
+    assert f"{mean:.2f} ± {std:.2f}" in table[2]
+    page = results._repr_html_()
+    assert page.startswith("<table>") and "&lt;mlp&gt;" in page and "<mlp>" not in page
+
+
+def test_compare_over_seeds_keeps_fewer_seeds_in_fast_mode(monkeypatch):
+    monkeypatch.setenv("COURSE_FAST", "1")
+    results = compare_over_seeds({"linear": linear_model}, tiny_loaders(), seeds=(0, 1, 2, 3))
+    assert [r["seed"] for r in results.rows] == [0, 1, 2, 3][: FAST_CAPS.seeds]
+
+
+def test_seed_results_std_of_a_single_run_is_zero():
+    results = SeedResults([dict(model="m", seed=0, val_acc=50.0, test_acc=40.0, seconds=1.0)])
+    assert results.summary() == {"m": (40.0, 0.0)}
+
+
+def test_train_learns_the_offline_synthetic_data_set():
+    from course_utils.loaders import TensorLoader
+    from course_utils.synthetic import make_synthetic_cifar
+
+    data = make_synthetic_cifar(num_train=2000, num_test=500, seed=0)
+    loader_train = TensorLoader(
+        data.train_images, data.train_labels, 64, train=True, shuffle=True, device="cpu"
+    )
+    loader_test = TensorLoader(data.test_images, data.test_labels, 250, train=False, device="cpu")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 8, 16, 16)
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 16, 8, 8)
+        Flatten(),
+        nn.Linear(16 * 8 * 8, len(data.classes)),
+    )
+    train(model, torch.optim.Adam(model.parameters(), lr=3e-3), loader_train, epochs=3, verbose=False)
+    chance = 100 / len(data.classes)
+    assert check_accuracy(loader_test, model, verbose=False) >= 3 * chance
