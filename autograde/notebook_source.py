@@ -54,7 +54,7 @@ class _Statement:
     index: int
     binds: frozenset[str]
     uses: frozenset[str]
-    mentions: frozenset[str]  # attribute, name and exact string constants, for the forbidden-call scan
+    mentions: frozenset[str]  # attributes, names imported from torch and short strings (forbidden-call scan)
     star_import: bool
 
 
@@ -73,7 +73,7 @@ class GradedSource:
         return {n for s in self._statements if (_filename(s.cell), s.index) in selected for n in s.binds}
 
     def mentions(self, target: str, words: Iterable[str]) -> set[str]:
-        """The ``words`` that occur as a name, an attribute or an exact string in ``target``'s definition.
+        """The ``words`` used as an attribute, a name imported from torch or an exact string by ``target``.
 
         Covers the statements defining ``target`` and everything they use, e.g. a built-in captured at
         import time (``from torch.nn.functional import scaled_dot_product_attention as sdpa``).
@@ -162,10 +162,8 @@ def _analyse(cell: int, index: int, node: ast.stmt) -> _Statement:
     for sub in ast.walk(node):
         if isinstance(sub, ast.Attribute):
             mentions.add(sub.attr)
-        elif isinstance(sub, ast.Name):
-            mentions.add(sub.id)
-        elif isinstance(sub, ast.alias):
-            mentions.update(sub.name.split("."))
+        elif isinstance(sub, ast.ImportFrom) and (sub.module or "").split(".")[0] == "torch":
+            mentions.update(alias.name for alias in sub.names)
         elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 100:
             mentions.add(sub.value)
     star = isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)

@@ -286,12 +286,13 @@ def test_sdpa_dropout(student):
     """dropout acts on the weights: about p of them become 0, the rest grow by 1/(1-p); out = weights @ v"""
     p = 0.3
     q, k, v = _qkv((8, 4), 16, 16, 4, 60)
+    clean_out, clean = _unpack(_checked(student, _sdpa_call(q, k, v)))
     out, weights = _unpack(_checked(student, _sdpa_call(q, k, v, dropout=nn.Dropout(p))))
-    clean_out, clean = ref.scaled_dot_product_attention(q, k, v)
-    for got, want, name in ((out, clean_out, "output"), (weights, clean, "weights")):
-        assert isinstance(got, torch.Tensor) and got.shape == want.shape, (
-            f"with dropout the {name} is {type(got).__name__} {tuple(getattr(got, 'shape', ()))}; expected a "
-            f"tensor of shape {tuple(want.shape)}"
+    shapes = {"output": (8, 4, 16, 4), "weights": (8, 4, 16, 16)}
+    for got, name in ((clean_out, "output"), (clean, "weights"), (out, "output"), (weights, "weights")):
+        shape = shapes[name]
+        assert isinstance(got, torch.Tensor) and got.shape == shape, (
+            f"the {name} is {type(got).__name__} {tuple(getattr(got, 'shape', ()))}; expected {shape}"
         )
     if (weights != 0).all():
         if torch.allclose(out, clean_out, atol=ATOL, rtol=RTOL):
@@ -412,6 +413,20 @@ def _mha_call(E, H, inputs, w, mask=None, **extra) -> Call:
     )
 
 
+DROPOUT_IN_EVAL = (
+    "dropout is still active in eval mode (some attention weights are exactly 0 without a mask). Use "
+    "self.attn_drop (an nn.Dropout), which model.eval() switches off; F.dropout(w, p) is always on unless "
+    "you pass training=self.training."
+)
+
+
+def _check_no_dropout_in_eval(result: CallResult, what: str) -> None:
+    """Fail with the dropout message when the eval-mode attn_weights of an unmasked call hold zeros."""
+    weights = result.attrs.get("attn_weights")
+    if isinstance(weights, torch.Tensor) and (weights == 0).any():
+        raise AssertionError(f"{what}: {DROPOUT_IN_EVAL}")
+
+
 def _check_mha(student, shape, seed, *, cross, mask=None, what: str) -> CallResult:
     N, S, T, E, H = shape
     xq, xk, xv = _mha_inputs(shape, seed, cross=cross)
@@ -419,6 +434,8 @@ def _check_mha(student, shape, seed, *, cross, mask=None, what: str) -> CallResu
     result = _checked(student, _mha_call(E, H, (xq, xk, xv), w, mask))
     want, _ = _mha(xq, xk, xv, w, H, mask)
     _nan_message(result.output, mask, f"the output {what}")
+    if mask is None:  # with a mask, zero weights may also come from a wrong mask
+        _check_no_dropout_in_eval(result, f"the output {what}")
     assert_matches(
         result.output,
         want,
@@ -520,6 +537,7 @@ def test_mha_keeps_attention_weights(student):
         f"after forward, self.attn_weights is {got!r}: keep the (N, H, S, T) attention weights in it"
     )
     _, want = _mha(xq, xk, xv, w, 3)
+    _check_no_dropout_in_eval(result, "attn_weights")
     assert_matches(
         got, want, what="attn_weights", atol=ATOL, rtol=RTOL, hints=_pick(_mha_hints(xq, xk, xv, w, 3), 1)
     )
@@ -612,13 +630,7 @@ def test_mha_eval_is_deterministic(student):
         ]
         assert outs[0].dtype == dtype, f"a {dtype} input gave a {outs[0].dtype} output: do not fix the dtype"
         assert torch.equal(outs[0], outs[1]), (
-            "in eval mode two calls gave different outputs: dropout is still active. Use self.attn_drop (an "
-            "nn.Dropout), which model.eval() switches off; F.dropout(w, p) is always on unless you pass "
-            "training=self.training."
-        )
-        want, _ = _mha(*(x.double() for x in inputs), _weights(E, H, 191), H)
-        assert_matches(
-            outs[0], want, what=f"the {dtype} output in eval mode with dropout=0.5", atol=1e-4, rtol=1e-4
+            f"two calls in eval mode gave different outputs: {DROPOUT_IN_EVAL}"
         )
 
 
@@ -629,30 +641,32 @@ def test_mha_dropout_in_training(student):
     p, E, H = 0.3, 16, 4
     xq, xk, xv = _mha_inputs((8, 16, 16, E, H), 200)
     w = _weights(E, H, 201)
-    result = _checked(
-        student,
-        Call(
-            MHA,
-            args=(E, H),
-            kwargs={"dropout": p},
-            inputs=(xq, xk, xv),
-            state_dict=w,
-            dtype=torch.float64,
-            train=True,
-            attrs=("attn_weights",),
-            forbidden=MHA_FORBIDDEN,
-        ),
-    )
-    clean_out, clean = _mha(xq, xk, xv, w, H)
-    got = result.attrs.get("attn_weights")
-    assert isinstance(got, torch.Tensor) and got.shape == clean.shape, (
-        f"after a forward pass in training mode, attn_weights is {got!r}; expected the {tuple(clean.shape)} "
-        "weights"
-    )
+    runs = {
+        train: _checked(
+            student,
+            Call(
+                MHA,
+                args=(E, H),
+                kwargs={"dropout": p},
+                inputs=(xq, xk, xv),
+                state_dict=w,
+                dtype=torch.float64,
+                train=train,
+                attrs=("attn_weights",),
+                forbidden=MHA_FORBIDDEN,
+            ),
+        )
+        for train in (False, True)
+    }
+    clean, got = (runs[train].attrs.get("attn_weights") for train in (False, True))
+    _check_no_dropout_in_eval(runs[False], "attn_weights")
+    for weights, mode in ((clean, "eval"), (got, "training")):
+        assert isinstance(weights, torch.Tensor) and weights.shape == (8, H, 16, 16), (
+            f"after a forward pass in {mode} mode, attn_weights is {weights!r}; expected the "
+            f"(8, {H}, 16, 16) weights"
+        )
     if (got != 0).all():
-        if isinstance(result.output, torch.Tensor) and torch.allclose(
-            result.output, clean_out, atol=ATOL, rtol=RTOL
-        ):
+        if torch.allclose(runs[True].output, runs[False].output, atol=ATOL, rtol=RTOL):
             raise AssertionError(
                 f"with dropout={p} in training mode nothing was dropped: pass the weights through "
                 "self.attn_drop."
@@ -663,6 +677,9 @@ def test_mha_dropout_in_training(student):
             "after dropout in attn_weights."
         )
     _check_dropout_statistics(got, clean, p, f"{MHA}(16, 4, dropout={p})")
+    clean_out, _ = _mha(xq, xk, xv, w, H)
+    if not torch.allclose(runs[False].output, clean_out, atol=ATOL, rtol=RTOL):
+        return  # the forward pass is wrong, which the other tests grade; the dropout itself is right
     N, S, _ = xq.shape
     v = (
         F.linear(xv, w["value.weight"], w["value.bias"]).view(N, -1, H, E // H).transpose(1, 2)
@@ -670,7 +687,7 @@ def test_mha_dropout_in_training(student):
     merged = (got @ v).transpose(1, 2).reshape(N, S, E)  # (N, S, E)
     want = F.linear(merged, w["proj.weight"], w["proj.bias"])
     assert_matches(
-        result.output,
+        runs[True].output,
         want,
         what="the output in training mode (it must use the weights after dropout)",
         atol=ATOL,

@@ -385,11 +385,10 @@ def test_encoder_layer_forward(student):
 def test_encoder_layer_is_pre_norm(student):
     """with both branches' output layers zeroed the layer is the identity (pre-norm residual stream)"""
     args, shape = LAYER_CASES[0]
-    model = ref.TransformerEncoderLayer(*args).double().eval()
-    w = reference_state(model, 50)
+    w = reference_state(ref.TransformerEncoderLayer(*args).double(), 50)
     for name in ("self_attn.proj.weight", "self_attn.proj.bias", "mlp.3.weight", "mlp.3.bias"):
         w[name] = torch.zeros_like(w[name])
-    _, x, _, result = _layer_run(student, args, shape, 50, weights=w)
+    model, x, _, result = _layer_run(student, args, shape, 50, weights=w)
     assert_matches(
         result.output,
         x,

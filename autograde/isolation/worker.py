@@ -2,8 +2,8 @@
 
 This file never imports ``autograde``. The trusted side starts it as ``python -I -S -c <this source> FD`` with a
 scrubbed environment; FD is a SOCK_SEQPACKET control socket. The first control message configures the zygote:
-``sys_path`` (the interpreter's library and site-packages plus a staged copy of ``course_utils``, never the
-grader's sources), ``preload`` (modules imported once, before any fork) and ``protocol_source`` (the text of
+``prepend`` and ``append`` (added to the standard library's ``sys.path``: a staged copy of ``course_utils`` and
+site-packages, never the grader's sources), ``preload`` (modules imported once, before any fork) and ``protocol_source`` (the text of
 ``autograde/student.py``, run here as a private module so the calls behave exactly as in the nbgrader kernel).
 
 Control messages (JSON): ``{"op": "fork", ...}`` with one passed file descriptor (the data socket) answers
@@ -23,7 +23,6 @@ import json
 import linecache
 import os
 import resource
-import select
 import signal
 import socket
 import struct
@@ -62,7 +61,6 @@ DISARM = (("os", "pidfd_open"), ("posix", "pidfd_open"), ("signal", "pidfd_send_
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 4096, 16384, 1 << 18
-PR_SET_PDEATHSIG = 1
 
 
 # ----------------------------------------------------------------------------------------------- framing
@@ -108,7 +106,7 @@ def send_data(sock, torch, message):
 def main():
     control = socket.socket(fileno=int(sys.argv[1]))
     config, _ = recv_control(control)
-    sys.path[:] = config["sys_path"]
+    sys.path[:] = config["prepend"] + sys.path + config["append"]
     errors = []
     for name in config["preload"]:
         try:
@@ -121,6 +119,7 @@ def main():
     protocol = types.ModuleType("_autograde_protocol")
     sys.modules[protocol.__name__] = protocol
     exec(compile(config["protocol_source"], "<autograde protocol>", "exec"), protocol.__dict__)
+    _warm_up(torch, protocol)
     send_control(control, {"ready": True, "pid": os.getpid(), "preload_errors": errors,
                            "namespaces": _namespaces_available()})
     children = set()
@@ -155,6 +154,24 @@ def main():
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _warm_up(torch, protocol):
+    """Run each kind of request once, so that torch's lazy initialisation is paid here, not in every child."""
+    namespace = {"torch": torch, "Conv": lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.Flatten(),
+                                                                       torch.nn.Linear(8, 2))}
+    student = protocol.InProcessStudent(namespace)
+    x = torch.randn(1, 2, 2, 2, dtype=torch.float64)
+    student.describe("Conv")
+    result = student.call(protocol.Call("Conv", inputs=(x,), dtype=torch.float64, grad_outputs=torch.ones(1, 2)))
+    torch.softmax(torch.randn(2, 3) @ torch.randn(3, 2), -1)
+    buf = io.BytesIO()
+    torch.save({"r": _fields(result)["outputs"], "n": 1}, buf)
+    torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 # ------------------------------------------------------------------------------------------- namespaces
@@ -200,19 +217,19 @@ def _enter_namespaces(hide):
     return True
 
 
-def _mirror(pid):
-    """Wait for the sandboxed process and end the same way (exit code or signal)."""
+def _mirror(pid, by_signal):
+    """Wait for ``pid`` and end the same way: by its signal (``by_signal``) or by exit code 128 + signal."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 71)
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    if by_signal and code > 128:
+        signal.signal(code - 128, signal.SIG_DFL)
+        os.kill(os.getpid(), code - 128)
+    os._exit(code)
 
 
 # ------------------------------------------------------------------------------------------------ child
@@ -234,31 +251,41 @@ class _CappedText(io.TextIOBase):
 
 
 def _child(data_fd, request, torch, protocol):
+    """Set up the sandbox (before any student code), then serve requests until the grader hangs up."""
+    sock = socket.socket(fileno=data_fd)
+    try:
+        _enter_sandbox(data_fd, request)
+    except BaseException:  # report it: a sandbox that cannot be set up is the grader's problem, not the student's
+        import traceback
+
+        send_data(sock, torch, {"op": "setup_failed", "error": traceback.format_exc()})
+        raise
+    _serve(sock, request, torch, protocol)
+
+
+def _enter_sandbox(data_fd, request):
     os.setsid()
     os.chdir(request["cwd"])
+    os.environ["HOME"] = os.environ["TMPDIR"] = request["cwd"]
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
     if request["namespaces"] and _enter_namespaces(request["hide"]):
-        alive_r, alive_w = os.pipe()
-        pid = os.fork()
-        if pid:
-            os.close(data_fd)
-            os.close(alive_r)
-            _mirror(pid)
-        os.close(alive_w)
-        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if select.select([alive_r], [], [], 0)[0]:
-            os._exit(72)
-        os.close(alive_r)
-        _libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        # This process stays outside the new PID namespace and mirrors its first process, the namespace's
+        # init, which only waits: init ignores signals sent from inside, and when it ends the kernel kills
+        # every process in the namespace. The submission runs in init's child.
+        for by_signal in (True, False):
+            pid = os.fork()
+            if pid:
+                os.close(data_fd)
+                _mirror(pid, by_signal)
+            if by_signal:
+                _libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     sys.stdout = sys.stderr = _CappedText()
     _set_limits(request["limits"])
     _disarm()
-    sock = socket.socket(fileno=data_fd)
-    _install_audit_hook(request["policy"], os.getcwd())
-    _serve(sock, request, torch, protocol)
+    _install_audit_hook(request["policy"], os.getcwd(), "/proc/" + os.readlink("/proc/self"))
 
 
 def _set_limits(limits):
@@ -281,7 +308,7 @@ def _disarm():
             delattr(mod, name)
 
 
-def _install_audit_hook(policy, cwd):
+def _install_audit_hook(policy, cwd, proc_self):
     """Deny process creation, signals to other processes, sockets, ctypes and file access outside the policy.
 
     The hook only uses C functions and immutable data captured here, so monkeypatching ``os`` or ``pathlib``
@@ -293,7 +320,7 @@ def _install_audit_hook(policy, cwd):
     read_roots = tuple(policy["read_roots"]) + (cwd,)
     deny_roots = tuple(policy["deny_roots"])
     own = getpid()
-    proc_own = (f"/proc/{own}", "/proc/self", "/proc/thread-self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat")
+    proc_own = (proc_self, "/proc/cpuinfo", "/proc/meminfo", "/proc/stat")
     denied_events, write_events, read_events, denied_imports = DENIED_EVENTS, WRITE_EVENTS, READ_EVENTS, DENIED_IMPORTS
     deny = PermissionError
 
@@ -346,9 +373,11 @@ def _install_audit_hook(policy, cwd):
             if not (under(full, (cwd,)) or full == "/dev/null"):
                 raise deny(f"the grader's sandbox only lets your code write in its working directory, not {full}")
             return
-        if under(full, deny_roots) or (full.startswith("/proc/") and not under(full, proc_own)):
-            raise deny(f"the grader's sandbox does not let your code read {full}")
-        if not under(full, read_roots):
+        if full.startswith("/proc/"):
+            allowed = under(full, proc_own)
+        else:
+            allowed = under(full, read_roots) and not under(full, deny_roots)
+        if not allowed:
             raise deny(f"the grader's sandbox does not let your code read {full}")
 
     def hook(event, args):

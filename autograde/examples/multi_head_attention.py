@@ -1,0 +1,95 @@
+"""Example submissions of notebook 2: the solution, the blank release and realistic mistakes.
+
+Expected points per hidden cell: ``sdpa_tests`` (10) and ``mha_tests`` (15). A mistake in the function also
+costs points in ``mha_tests`` whenever the module calls the student's function (as the solution does).
+"""
+
+from __future__ import annotations
+
+from autograde.examples import Edit, Example
+
+SPLIT_Q = "q = self.query(query).view(N, S, H, D).transpose(1, 2)  # (N, H, S, D)"
+SPLIT_K = "k = self.key(key).view(N, T, H, D).transpose(1, 2)  # (N, H, T, D)"
+SPLIT_V = "v = self.value(value).view(N, T, H, D).transpose(1, 2)  # (N, H, T, D)"
+MERGE = "out = out.transpose(1, 2).reshape(N, S, E)  # (N, S, H, D) -> (N, S, E)"
+CALL = "out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, H, S, D)"
+MASK_SCORES = 'scores = scores.masked_fill(~mask.bool(), float("-inf"))'
+ZERO_BLOCKED = """    if mask is not None:
+        weights = weights.masked_fill(~mask.bool(), 0.0)  # a row with nothing to attend: NaN -> 0
+"""
+
+# The student writes the attention inside the module instead of calling the function, and scales by sqrt(E).
+INLINE_SQRT_E = """scores = q @ k.transpose(-2, -1) / math.sqrt(E)  # (N, H, S, T)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask.bool(), float("-inf"))
+        weights = self.attn_drop(torch.nan_to_num(F.softmax(scores, dim=-1)))
+        out = weights @ v  # (N, H, S, D)"""
+
+# The student calls PyTorch's fused attention in the module (and computes the weights on the side).
+BUILTIN = """out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p)
+        weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
+
+EXAMPLES = [
+    Example("solution", "the reference solution", {"sdpa_tests": 10, "mha_tests": 15}),
+    Example("blank", "the untouched release", {"sdpa_tests": 0, "mha_tests": 0}, blank=True),
+    Example(
+        "wrong_head_split",
+        "heads split with view(N, H, L, D) without the transpose, merged back with a plain reshape",
+        {"sdpa_tests": 10, "mha_tests": 6},
+        (
+            Edit("mha", SPLIT_Q, "q = self.query(query).view(N, H, S, D)"),
+            Edit("mha", SPLIT_K, "k = self.key(key).view(N, H, T, D)"),
+            Edit("mha", SPLIT_V, "v = self.value(value).view(N, H, T, D)"),
+            Edit("mha", MERGE, "out = out.reshape(N, S, E)"),
+        ),
+    ),
+    Example(
+        "sqrt_e_scale",
+        "attention written inside the module with the scores scaled by 1/sqrt(E) instead of 1/sqrt(E/H)",
+        {"sdpa_tests": 10, "mha_tests": 6},
+        (Edit("mha", CALL, INLINE_SQRT_E),),
+    ),
+    Example(
+        "mask_after_softmax",
+        "the mask zeroes the weights after the softmax instead of filling the scores with -inf before it",
+        {"sdpa_tests": 6, "mha_tests": 13},
+        (Edit("sdpa", f"    if mask is not None:\n        {MASK_SCORES}\n", ""),),
+    ),
+    Example(
+        "mask_inverted",
+        "mask polarity inverted: True treated as 'blocked'",
+        {"sdpa_tests": 6, "mha_tests": 13},
+        (
+            Edit("sdpa", MASK_SCORES, 'scores = scores.masked_fill(mask.bool(), float("-inf"))'),
+            Edit("sdpa", "weights.masked_fill(~mask.bool(), 0.0)", "weights.masked_fill(mask.bool(), 0.0)"),
+        ),
+    ),
+    Example(
+        "large_negative_fill",
+        "forbidden scores filled with -1e9 and no zeroing: a fully blocked row gets uniform weights",
+        {"sdpa_tests": 9, "mha_tests": 14},
+        (Edit("sdpa", 'float("-inf")', "-1e9"), Edit("sdpa", ZERO_BLOCKED, "")),
+    ),
+    Example(
+        "dropout_in_eval",
+        "F.dropout(w, p) passed as the dropout, so it stays active in eval mode",
+        {"sdpa_tests": 10, "mha_tests": 3},
+        (
+            Edit(
+                "mha", "attn_mask, self.attn_drop)", "attn_mask, lambda w: F.dropout(w, p=self.attn_drop.p))"
+            ),
+        ),
+    ),
+    Example(
+        "no_output_projection",
+        "the merged heads are returned without self.proj",
+        {"sdpa_tests": 10, "mha_tests": 7},
+        (Edit("mha", "return self.proj(out)", "return out"),),
+    ),
+    Example(
+        "builtin_attention",
+        "the module calls F.scaled_dot_product_attention instead of writing attention",
+        {"sdpa_tests": 10, "mha_tests": 2},
+        (Edit("mha", CALL, BUILTIN),),
+    ),
+]

@@ -1,0 +1,71 @@
+"""Example submissions of notebook 1 and the points nbgrader must give each hidden test cell."""
+
+from autograde.examples import Edit, Example
+
+FULL = {"attention_tests": 10, "models_tests": 6, "q1_tests": 1, "sagan_tests": 2}
+# A wrong Attention keeps only the checks that do not compare values: its layers, the output shape and
+# eval-mode determinism (3 of 10); the models keep their architecture points (3 of 6) but not their outputs.
+WRONG_ATTENTION = {**FULL, "attention_tests": 3, "models_tests": 3}
+
+EXAMPLES = [
+    Example("solution", "the full solution", FULL),
+    Example("blank", "the untouched release", {cell: 0 for cell in FULL}, blank=True),
+    Example(
+        "channels_attention",
+        "attention over channels (a C x C matrix), as a seed student did",
+        WRONG_ATTENTION,
+        edits=(
+            Edit("attention", "q = self.conv_query(x).flatten(2).transpose(1, 2)", "q = self.conv_query(x).flatten(2)"),
+            Edit("attention", "k = self.conv_key(x).flatten(2).transpose(1, 2)", "k = self.conv_key(x).flatten(2)"),
+            Edit("attention", "v = self.conv_value(x).flatten(2).transpose(1, 2)", "v = self.conv_value(x).flatten(2)"),
+            Edit("attention", "out = (weights @ v).transpose(1, 2).reshape(N, C, H, W)",
+                 "out = (weights @ v).reshape(N, C, H, W)"),
+        ),
+    ),
+    Example(
+        "no_scale",
+        "the 1/sqrt(C) scale is missing",
+        WRONG_ATTENTION,
+        edits=(Edit("attention", "q @ k.transpose(1, 2) / math.sqrt(C)", "q @ k.transpose(1, 2)"),),
+    ),
+    Example(
+        "softmax_wrong_axis",
+        "softmax over the queries instead of the keys",
+        WRONG_ATTENTION,
+        edits=(Edit("attention", "/ math.sqrt(C), dim=-1)", "/ math.sqrt(C), dim=1)"),),
+    ),
+    Example(
+        "no_residual",
+        "the residual x + ... is missing",
+        WRONG_ATTENTION,
+        edits=(Edit("attention", "return x + out", "return out"),),
+    ),
+    Example(
+        "cuda_hardcoded",
+        "the scale is a tensor moved to 'cuda' (fails on a CPU)",
+        {**FULL, "attention_tests": 1, "models_tests": 3},
+        edits=(Edit("attention", "/ math.sqrt(C)", "/ torch.sqrt(torch.Tensor([C])).to('cuda')"),),
+    ),
+    Example(
+        "late_attention_misplaced",
+        "late_attention_cnn puts the attention block after the first convolution",
+        {**FULL, "models_tests": 4},
+        edits=(
+            Edit("models", """        nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1),
+        nn.ReLU(),
+        Attention(channel_2),
+        nn.ReLU(),
+        Flatten(),""", """        Attention(channel_1),
+        nn.ReLU(),
+        nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1),
+        nn.ReLU(),
+        Flatten(),"""),
+        ),
+    ),
+    Example(
+        "wrong_choice",
+        "Inline Question 1 answered 'Residual block'",
+        {**FULL, "q1_tests": 0},
+        edits=(Edit("q1", "answer_q1 = 2", "answer_q1 = 3"),),
+    ),
+]

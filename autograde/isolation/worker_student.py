@@ -1,0 +1,144 @@
+"""A :class:`~autograde.student.Student` whose definitions live in a sandboxed worker process.
+
+The grader tests run here, in the trusted process, exactly as under nbgrader; each ``describe``, ``call``,
+``value`` and ``has`` becomes a request to the worker, and only checked plain data comes back. A worker that
+runs past the time limit, crashes or sends garbage is killed and replaced (its definitions are run again), and
+only the request in flight fails, with a message for the student.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from autograde.isolation import wire
+from autograde.isolation.sandbox import Child, WorkerCrashed, WorkerTimeout, Zygote
+from autograde.notebook_source import GradedSource
+from autograde.student import FORBIDDEN_CALLS, Call, CallResult, ModuleInfo, StudentError
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Something that went wrong in the worker: ``kind`` is timeout, crash, protocol or definition."""
+
+    kind: str
+    message: str
+
+
+class WorkerStudent:
+    """The Student protocol, served by a sandboxed child of ``zygote`` that ran ``source``'s definitions."""
+
+    def __init__(self, zygote: Zygote, source: GradedSource, timeout: float):
+        self.zygote, self.source, self.timeout = zygote, source, timeout
+        self.incidents: list[Incident] = [Incident("definition", p) for p in source.problems]
+        self._skipped: set[int] = set()
+        self._stuck: dict[str, str] = {}
+        self._child: Child | None = None
+
+    # ------------------------------------------------------------------------------------------- worker
+    @property
+    def problems(self) -> list[str]:
+        """What went wrong while reading and running the notebook's definitions (for the feedback)."""
+        return [i.message for i in self.incidents if i.kind == "definition"]
+
+    def _replace(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+
+    def _worker(self) -> Child:
+        """The live child, started (and its definitions run) if needed; a cell that hangs or crashes is skipped."""
+        while self._child is None:
+            chunks = [(i, c) for i, c in enumerate(self.source.chunks) if i not in self._skipped]
+            child = self.zygote.spawn(self.timeout)
+            child.send({"op": "load", "chunks": [c.to_dict() for _, c in chunks]})
+            position = 0
+            try:
+                while True:
+                    reply = child.recv(self.timeout + self.zygote.limits.grace)
+                    if reply.get("op") == "loaded":
+                        break
+                    if reply.get("error"):
+                        self.incidents.append(Incident("definition", str(reply["error"])))
+                    position += 1
+            except (WorkerTimeout, WorkerCrashed, wire.WorkerProtocolError) as exc:
+                if position >= len(chunks):
+                    raise
+                index, chunk = chunks[position]
+                self._skipped.add(index)
+                child.kill()
+                how = (f"did not finish within {self.timeout:g} s" if isinstance(exc, WorkerTimeout)
+                       else f"stopped the grader's worker process ({exc})")
+                self.incidents.append(Incident("definition", f"{chunk.label} {how}; it was skipped."))
+                continue
+            self._child = child
+        return self._child
+
+    def _request(self, message: dict, target: str) -> Any:
+        """Send one request; the checked reply value, or StudentError with a message for the student."""
+        if target in self._stuck:
+            raise StudentError(self._stuck[target])
+        child = self._worker()
+        start = time.monotonic()
+        try:
+            child.send(message)
+            reply = child.recv(self.timeout + self.zygote.limits.grace)
+        except WorkerTimeout:
+            self._replace()
+            return self._give_up(target, f"`{target}` did not finish within {self.timeout:g} s, so the grader "
+                                         "stopped it (an endless loop, or far too slow?)")
+        except WorkerCrashed as exc:
+            self._replace()
+            self.incidents.append(Incident("crash", f"{target}: the worker {exc}"))
+            raise StudentError(f"running your `{target}` ended the grader's worker process: it {exc}.") from None
+        except wire.WorkerProtocolError as exc:
+            self._replace()
+            self.incidents.append(Incident("protocol", f"{target}: {exc}"))
+            raise StudentError(f"your `{target}` sent back something the grader cannot read ({exc}).") from None
+        if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+            self._replace()
+            raise StudentError(f"your `{target}` sent back something the grader cannot read.")
+        if not reply["ok"]:
+            error = str(reply.get("error", "failed"))
+            if time.monotonic() - start >= self.timeout:
+                return self._give_up(target, error)
+            raise StudentError(error)
+        return reply.get("value")
+
+    def _give_up(self, target: str, message: str) -> None:
+        """Fail this request, and every later one on ``target`` at once (it would time out again)."""
+        self.incidents.append(Incident("timeout", f"{target}: {message}"))
+        self._stuck[target] = f"{message} (skipped: an earlier call of `{target}` ran past the time limit)"
+        raise StudentError(message)
+
+    def close(self) -> None:
+        self._replace()
+
+    # ---------------------------------------------------------------------------------------- protocol
+    def has(self, name: str) -> bool:
+        value = self._request({"op": "has", "name": name}, name)
+        return value is True
+
+    def value(self, name: str) -> Any:
+        return self._request({"op": "value", "name": name}, name)
+
+    def describe(self, target: str, args: tuple = (), kwargs: dict | None = None,
+                 attrs: tuple[str, ...] = ()) -> ModuleInfo:
+        message = {"op": "describe", "target": target, "args": tuple(args), "kwargs": dict(kwargs or {}),
+                   "attrs": tuple(attrs)}
+        try:
+            return wire.module_info(self._request(message, target))
+        except wire.WorkerProtocolError as exc:
+            raise StudentError(f"your `{target}` sent back a description the grader cannot read ({exc}).") from None
+
+    def call(self, call: Call) -> CallResult:
+        try:
+            result = wire.call_result(self._request(wire.call_message(call), call.target))
+        except wire.WorkerProtocolError as exc:
+            raise StudentError(f"your `{call.target}` sent back a result the grader cannot read ({exc}).") from None
+        if call.forbidden:
+            words = {name.rsplit(".", 1)[-1]: name for name in call.forbidden if name in FORBIDDEN_CALLS}
+            seen = self.source.mentions(call.target, words)
+            result.forbidden_used = sorted(set(result.forbidden_used) | {words[w] for w in seen})
+        return result
