@@ -1,8 +1,8 @@
-"""``python -m autograde``: grade a class in sandboxes, build a Gradescope autograder, export the student bundle.
+"""``python -m autograde``: grade a class in sandboxes, build a Gradescope autograder, export the bundle.
 
-    python -m autograde grade PATH... [--assignment ID] [--jobs N] [--timeout S] [--memory-mb M] [--out DIR]
-    python -m autograde gradescope-zip --out autograder.zip [--assignment ID]
-    python -m autograde student-bundle --out DIR|ZIP
+python -m autograde grade PATH... [--assignment ID] [--jobs N] [--timeout S] [--memory-mb M] [--out DIR]
+python -m autograde gradescope-zip --out autograder.zip [--assignment ID]
+python -m autograde student-bundle --out DIR|ZIP
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from pathlib import Path
 
 
 def _grade(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
-    import torch
-
     from autograde.isolation.batch import assign, assignments, catalog, discover, grade_batch, sandbox_for
-    from autograde.isolation.sandbox import Limits
+    from autograde.isolation.sandbox import Limits, SandboxError
     from autograde.outputs import summary_text, write_run
 
     torch.set_num_threads(1)
@@ -27,8 +26,10 @@ def _grade(args: argparse.Namespace) -> int:
     known = [args.assignment] if args.assignment else assignments()
     submissions = discover(args.paths, known)
     if not submissions:
-        print("no notebooks found: pass .ipynb files, folders of them or an nbgrader submitted/ folder",
-              file=sys.stderr)
+        print(
+            "no notebooks found: pass .ipynb files, folders of them or an nbgrader submitted/ folder",
+            file=sys.stderr,
+        )
         return 2
     limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
     zygote = sandbox_for(submissions, limits, [args.out.resolve()], namespaces=not args.no_namespaces)
@@ -37,6 +38,12 @@ def _grade(args: argparse.Namespace) -> int:
         pairs = assign(submissions, catalogs, args.assignment)
         bar = tqdm(total=len(pairs), unit="submission", desc="grading", file=sys.stderr, disable=args.quiet)
         results = grade_batch(pairs, catalogs, zygote, jobs=args.jobs, progress=lambda _: bar.update())
+    except SandboxError as exc:
+        print(
+            f"grading stopped: the sandbox failed, not a submission; no scores were written.\n{exc}",
+            file=sys.stderr,
+        )
+        return 3
     finally:
         zygote.close()
     bar.close()
@@ -75,15 +82,26 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("grade", help="grade notebooks in isolated, time- and memory-limited workers")
-    g.add_argument("paths", nargs="+", type=Path,
-                   help="notebooks, folders of notebooks (one per student) or an nbgrader submitted/ folder")
+    g.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="notebooks, folders of notebooks (one per student) or an nbgrader submitted/ folder",
+    )
     g.add_argument("--assignment", help="the assignment id (default: recognised from each notebook)")
     g.add_argument("--jobs", type=int, default=2, help="submissions graded in parallel (default 2)")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds per call into student code (default 30)")
-    g.add_argument("--memory-mb", type=int, default=2048, help="memory per worker beyond torch (default 2048)")
+    g.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per call into student code (default 30)"
+    )
+    g.add_argument(
+        "--memory-mb", type=int, default=2048, help="memory per worker beyond torch (default 2048)"
+    )
     g.add_argument("--out", type=Path, default=Path("grading"), help="output folder (default ./grading)")
-    g.add_argument("--no-namespaces", action="store_true",
-                   help="do not use Linux namespaces even where available (rlimits and audit hook only)")
+    g.add_argument(
+        "--no-namespaces",
+        action="store_true",
+        help="do not use Linux namespaces even where available (rlimits and audit hook only)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(run=_grade)
 

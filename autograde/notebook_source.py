@@ -8,7 +8,7 @@ module-level names those use, and so on (imports, constants, helpers). Training 
 nothing the definitions use, so they are not run. The kept statements of each cell run in notebook order, as
 one chunk per cell: a statement that raises stops the rest of its cell, like in a notebook.
 
-Everything here only parses (``json``, ``ast``, ``symtable``); the trusted process never executes student code.
+Everything here only parses (``json``, ``ast``, ``symtable``): the trusted process never runs student code.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ class Chunk:
     statements: tuple[int, ...]
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "filename": self.filename, "source": self.source,
-                "statements": list(self.statements)}
+        return {
+            "label": self.label,
+            "filename": self.filename,
+            "source": self.source,
+            "statements": list(self.statements),
+        }
 
 
 @dataclass(frozen=True)
@@ -90,21 +94,29 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
     except OSError as exc:
         raise NotebookError(f"the file could not be opened ({exc.strerror})") from None
     if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(f"the file is {size / 2**20:.0f} MiB; a notebook over "
-                            f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MiB cannot be graded: clear its outputs and resubmit")
+        raise NotebookError(
+            f"the file is {size / 2**20:.0f} MiB; a notebook over "
+            f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MiB cannot be graded: clear its outputs and resubmit"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
         data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise NotebookError(f"the file is not valid notebook JSON ({type(exc).__name__}: {str(exc)[:200]}); "
-                            "download it again from Jupyter or Colab with File > Download > .ipynb") from None
+        raise NotebookError(
+            f"the file is not valid notebook JSON ({type(exc).__name__}: {str(exc)[:200]}); "
+            "download it again from Jupyter or Colab with File > Download > .ipynb"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
-        raise NotebookError("the file is JSON but not a Jupyter notebook (it has no list of cells); submit the "
-                            ".ipynb file of the assignment")
+        raise NotebookError(
+            "the file is JSON but not a Jupyter notebook (it has no list of cells); submit the "
+            ".ipynb file of the assignment"
+        )
     try:
         return nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed notebooks
-        raise NotebookError(f"the notebook could not be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise NotebookError(
+            f"the notebook could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def nbgrader_meta(cell: Mapping) -> dict:
@@ -124,7 +136,7 @@ def _is_hidden_test(cell: Mapping) -> bool:
 
 
 def _python_source(source: str) -> str | None:
-    """The cell as plain Python: IPython magics and shell lines blanked (line numbers kept); None to skip it."""
+    """The cell as plain Python: magics and shell lines blanked (line numbers kept); None to skip it."""
     lines = source.splitlines()
     if lines and lines[0].lstrip().startswith("%%"):
         if lines[0].split()[0] not in TRANSPARENT_CELL_MAGICS:
@@ -214,8 +226,10 @@ def graded_source(
         try:
             tree = ast.parse(python, _filename(number))
         except SyntaxError as exc:
-            problems.append(f"{label} has a syntax error on line {exc.lineno}: {exc.msg}. Nothing in it was run; "
-                            "fix it and run the cell to check.")
+            problems.append(
+                f"{label} has a syntax error on line {exc.lineno}: {exc.msg}. Nothing in it was run; "
+                "fix it and run the cell to check."
+            )
             continue
         except (RecursionError, MemoryError, ValueError) as exc:
             problems.append(f"{label} could not be read ({type(exc).__name__}); nothing in it was run.")
@@ -224,7 +238,9 @@ def graded_source(
         for index, node in enumerate(tree.body):
             statement = _analyse(number, index, node)
             statements.append(statement)
-            if meta.get("solution") and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if meta.get("solution") and isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            ):
                 roots.add(node.name)
     chosen = _closure(statements, roots)
     chunks = []
@@ -235,8 +251,10 @@ def graded_source(
     return GradedSource(chunks, problems, statements)
 
 
-def detect_assignment(nb: nbformat.NotebookNode, parts: Mapping[str, Iterable[str]], filename: str = "") -> str | None:
-    """The assignment whose parts (answer cells ``<part>``, hidden cells ``<part>_tests``) the notebook has most of.
+def detect_assignment(
+    nb: nbformat.NotebookNode, parts: Mapping[str, Iterable[str]], filename: str = ""
+) -> str | None:
+    """The assignment whose parts (answer cells ``<part>``, hidden cells ``<part>_tests``) the notebook has.
 
     Falls back on an assignment id in ``filename``; None when neither tells.
     """

@@ -1,4 +1,4 @@
-"""What a grading run writes: grades.csv, a Gradescope results.json and feedback per submission, a run summary.
+"""What a grading run writes: grades.csv, Gradescope results.json and feedback per submission, a summary.
 
 Feedback shows every check's description (the first line of the grader test's docstring) and its failure
 message, never the test's source.
@@ -51,23 +51,32 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
         writer.writerow(["student_id", "assignment", *parts, "total", "max"])
         for r in results:
             scores = r.parts
-            writer.writerow([r.student, r.assignment,
-                             *(_fmt(scores[p][0]) if p in scores else "" for p in parts),
-                             _fmt(r.earned), _fmt(r.possible)])
+            writer.writerow(
+                [
+                    r.student,
+                    r.assignment,
+                    *(_fmt(scores[p][0]) if p in scores else "" for p in parts),
+                    _fmt(r.earned),
+                    _fmt(r.possible),
+                ]
+            )
     return path
 
 
 def gradescope_results(result: SubmissionResult) -> dict:
     """The submission in Gradescope's ``results.json`` format (one entry per grader test)."""
-    tests = [{
-        "name": f"{t.part}: {t.description}",
-        "score": t.earned,
-        "max_score": t.points,
-        "status": "passed" if t.earned == t.points else "failed",
-        "output": t.message,
-        "tags": [t.part],
-        "visibility": "visible",
-    } for t in result.tests]
+    tests = [
+        {
+            "name": f"{t.part}: {t.description}",
+            "score": t.earned,
+            "max_score": t.points,
+            "status": "passed" if t.earned == t.points else "failed",
+            "output": t.message,
+            "tags": [t.part],
+            "visibility": "visible",
+        }
+        for t in result.tests
+    ]
     return {
         "score": result.earned,
         "execution_time": round(result.seconds, 2),
@@ -79,8 +88,12 @@ def gradescope_results(result: SubmissionResult) -> dict:
 
 
 def feedback_markdown(result: SubmissionResult) -> str:
-    lines = [f"# Feedback on {result.assignment}: {result.student}", "",
-             f"**Score: {_fmt(result.earned)} / {_fmt(result.possible)}**", ""]
+    lines = [
+        f"# Feedback on {result.assignment}: {result.student}",
+        "",
+        f"**Score: {_fmt(result.earned)} / {_fmt(result.possible)}**",
+        "",
+    ]
     if result.problems:
         lines += ["## Your notebook", ""] + [f"- {p}" for p in result.problems] + [""]
     for part, (earned, possible) in result.parts.items():
@@ -93,26 +106,37 @@ def feedback_markdown(result: SubmissionResult) -> str:
     return "\n".join(lines)
 
 
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}"
-        ".pass{color:#1a7f37}.fail{color:#cf222e}pre{white-space:pre-wrap;background:#f6f8fa;padding:.5rem}")
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;padding:0 1rem}"
+    ".pass{color:#1a7f37}.fail{color:#cf222e}pre{white-space:pre-wrap;background:#f6f8fa;padding:.5rem}"
+)
 
 
 def feedback_html(result: SubmissionResult) -> str:
     e = html.escape
-    body = [f"<h1>Feedback on {e(result.assignment)}: {e(result.student)}</h1>",
-            f"<p><strong>Score: {_fmt(result.earned)} / {_fmt(result.possible)}</strong></p>"]
+    body = [
+        f"<h1>Feedback on {e(result.assignment)}: {e(result.student)}</h1>",
+        f"<p><strong>Score: {_fmt(result.earned)} / {_fmt(result.possible)}</strong></p>",
+    ]
     if result.problems:
-        body.append("<h2>Your notebook</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in result.problems) + "</ul>")
+        body.append(
+            "<h2>Your notebook</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in result.problems) + "</ul>"
+        )
     for part, (earned, possible) in result.parts.items():
         body.append(f"<h2>{e(part)}: {_fmt(earned)} / {_fmt(possible)}</h2><ul>")
         for t in (t for t in result.tests if t.part == part):
             ok = t.earned == t.points
-            body.append(f'<li><span class="{"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span> '
-                        f"{e(t.description)} ({_fmt(t.earned)}/{_fmt(t.points)})"
-                        + (f"<pre>{e(t.message)}</pre>" if t.message else "") + "</li>")
+            body.append(
+                f'<li><span class="{"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span> '
+                f"{e(t.description)} ({_fmt(t.earned)}/{_fmt(t.points)})"
+                + (f"<pre>{e(t.message)}</pre>" if t.message else "")
+                + "</li>"
+            )
         body.append("</ul>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback: {e(result.student)}</title>"
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback: {e(result.student)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def summary(results: list[SubmissionResult], seconds: float) -> dict:
@@ -134,13 +158,21 @@ def summary(results: list[SubmissionResult], seconds: float) -> dict:
 
 
 def summary_text(data: dict) -> str:
-    lines = [f"Graded {data['submissions']} submissions in {data['wall_seconds']:g} s "
-             f"({data['seconds_per_submission']:g} s each): {data['full_marks']} with full marks, "
-             f"{data['unreadable']} unreadable, mean score {data['mean_score']:g}."]
+    lines = [
+        f"Graded {data['submissions']} submissions in {data['wall_seconds']:g} s "
+        f"({data['seconds_per_submission']:g} s each): {data['full_marks']} with full marks, "
+        f"{data['unreadable']} unreadable, mean score {data['mean_score']:g}."
+    ]
     if data["failed_checks_by_kind"]:
-        lines.append("Failed checks by kind: " + ", ".join(f"{k} {v}" for k, v in data["failed_checks_by_kind"].items()))
+        lines.append(
+            "Failed checks by kind: "
+            + ", ".join(f"{k} {v}" for k, v in data["failed_checks_by_kind"].items())
+        )
     if data["sandbox_incidents_by_kind"]:
-        lines.append("Sandbox incidents: " + ", ".join(f"{k} {v}" for k, v in data["sandbox_incidents_by_kind"].items()))
+        lines.append(
+            "Sandbox incidents: "
+            + ", ".join(f"{k} {v}" for k, v in data["sandbox_incidents_by_kind"].items())
+        )
     return "\n".join(lines)
 
 

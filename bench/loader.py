@@ -4,7 +4,10 @@ Both pipelines normalize, randomly crop (padding 4) and flip every image. The se
 DataLoader with per-image PIL transforms, timed with 0 and 2 worker processes. Also times the generation of
 the 12,000-image synthetic data set. Run from the repository root:
 
-    python -m bench.loader [--root DIR] [--limit N] [--device cpu|cuda]
+    python -m bench.loader [--root DIR] [--limit N] [--device cpu|cuda] [--threads T]
+
+On a busy machine use --threads 1: the per-batch tensor operations are small, and extra intra-op threads
+then wait for each other (the per-image PIL pipeline is single-threaded either way).
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ def main() -> None:
     parser.add_argument("--root", default=os.environ.get("COURSE_DATA") or str(DEFAULT_ROOT))
     parser.add_argument("--limit", type=int, default=None, help="images per pass (default: the whole split)")
     parser.add_argument("--device", default=None, help="device of the tensor-resident loader (default: best)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else get_device()
 
     tensor_loaders = get_loaders(BATCH_SIZE, dataset="cifar10", root=args.root, device=device, augment=True)
@@ -54,7 +60,8 @@ def main() -> None:
         name = f"torchvision DataLoader, num_workers={workers}"
         rows.append((name, *time_pass(loader, args.limit, torch.device("cpu"))))
 
-    print(f"root: {args.root}; batch size {BATCH_SIZE}; normalize + random crop (padding 4) + flip")
+    print(f"root: {args.root}; batch size {BATCH_SIZE}; torch threads {torch.get_num_threads()}")
+    print("every image: normalize + random crop (padding 4) + horizontal flip")
     print(f"{'pipeline':<42} {'images':>8} {'seconds':>8} {'images/s':>10}")
     for name, images, seconds in rows:
         print(f"{name:<42} {images:>8d} {seconds:>8.2f} {images / seconds:>10.0f}")

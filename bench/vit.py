@@ -3,7 +3,8 @@
 Speed (default): optimizer steps per second of the reference ``VisionTransformer`` and of torchvision's
 ``VisionTransformer`` of the same size (patch 4, width 128, 6 layers, 4 heads, MLP 256, dropout 0.1
 everywhere; the same parameters but for torchvision's learned class token and position embedding), on
-random batches, median of ``--repeats`` timed windows, and their ratio (goal: at most 1.1x slower).
+random batches: the median of ``--repeats`` timed windows that alternate between the models, and the ratio
+(goal: the reference at most 1.1x slower).
 
 Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizer``, ``RECIPE_CONFIG``, augmented
 loaders, gradient clipping) for ``--epochs`` epochs on the full-size copy in
@@ -53,48 +54,51 @@ def torchvision_vit() -> nn.Module:
     )
 
 
-def steps_per_second(
-    model: nn.Module, batch_size: int, steps: int, repeats: int, device: torch.device
-) -> float:
-    """Median over ``repeats`` windows of ``steps`` AdamW steps (after two warm-up steps) on random images."""
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch_size, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (batch_size,), device=device)
+class Stepper:
+    """AdamW steps of one model on a fixed random batch."""
 
-    def step() -> None:
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, model: nn.Module, batch_size: int, device: torch.device):
+        self.model = model.to(device).train()
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.x = torch.randn(batch_size, 3, 32, 32, device=device)
+        self.y = torch.randint(0, 10, (batch_size,), device=device)
+        self.device = device
+
+    def step(self) -> None:
+        loss = F.cross_entropy(self.model(self.x), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(2):
-        step()
-    rates = []
-    for _ in range(repeats):
-        sync()
+    def rate(self, steps: int) -> float:
+        """Steps per second over ``steps`` steps."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         for _ in range(steps):
-            step()
-        sync()
-        rates.append(steps / (time.perf_counter() - start))
-    return statistics.median(rates)
+            self.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return steps / (time.perf_counter() - start)
 
 
 def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
+    """Windows alternate between the models, so a change in machine load affects both alike."""
     set_seed(0)
     models = {"reference ViT": ref.VisionTransformer(**SIZE), "torchvision ViT": torchvision_vit()}
+    steppers = {name: Stepper(model, args.batch_size, device) for name, model in models.items()}
+    for stepper in steppers.values():
+        stepper.rate(2)  # warm-up
+    windows: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, stepper in steppers.items():
+            windows[name].append(stepper.rate(args.steps))
     print(
         f"device {device}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.steps} steps x "
-        f"{args.repeats} windows (median)"
+        f"{args.repeats} alternating windows (median)"
     )
-    rates = {}
+    rates = {name: statistics.median(values) for name, values in windows.items()}
     for name, model in models.items():
-        rates[name] = steps_per_second(model, args.batch_size, args.steps, args.repeats, device)
         print(
             f"{name:<16} {count_parameters(model):>9,} parameters {rates[name]:>8.2f} steps/s "
             f"{rates[name] * args.batch_size:>9.0f} images/s"

@@ -64,12 +64,12 @@ def _generate(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]
         mask[idx] = (0.5 + inside * radius[idx]).clamp(0.0, 1.0)
 
     hue = (labels / num_classes + uniform(-0.15, 0.15)) % 1.0
-    foreground = _hsv_to_rgb(hue, uniform(0.5, 1.0), uniform(0.4, 1.0))  # (n, 3)
-    background = _hsv_to_rgb(uniform(0.0, 1.0), uniform(0.0, 0.5), uniform(0.0, 1.0))  # (n, 3)
-    mask = mask[:, None]  # (n, 1, 32, 32)
-    images = background[:, :, None, None] * (1.0 - mask) + foreground[:, :, None, None] * mask
-    images += _NOISE_STD * torch.randn(images.shape, generator=gen)
-    return (images * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8), labels
+    foreground = 255.0 * _hsv_to_rgb(hue, uniform(0.5, 1.0), uniform(0.4, 1.0))  # (n, 3)
+    background = 255.0 * _hsv_to_rgb(uniform(0.0, 1.0), uniform(0.0, 0.5), uniform(0.0, 1.0))  # (n, 3)
+    # (n, 3, 32, 32): background where the mask is 0, foreground where it is 1
+    images = torch.lerp(background[:, :, None, None], foreground[:, :, None, None], mask[:, None])
+    images += torch.empty_like(images).normal_(0.0, 255.0 * _NOISE_STD, generator=gen)
+    return images.round_().clamp_(0.0, 255.0).to(torch.uint8), labels
 
 
 def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,9 @@ def in_forward(code: str) -> Edit:
 def in_init(code: str) -> Edit:
     body = "".join(f"        {line}\n" for line in code.splitlines())
     old = "        super().__init__()\n        # TODO: define self.conv_query"
-    return Edit("attention", old, "        super().__init__()\n" + body + "        # TODO: define self.conv_query")
+    return Edit(
+        "attention", old, "        super().__init__()\n" + body + "        # TODO: define self.conv_query"
+    )
 
 
 def returning(expression: str) -> Edit:
@@ -65,7 +67,9 @@ def before_class(cell: str, name: str, code: str) -> Edit:
 
 
 def cell_index(nb: nbformat.NotebookNode, grade_id: str) -> int:
-    return next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return next(
+        i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
+    )
 
 
 # ------------------------------------------------------------------------------------ notebook builders
@@ -91,7 +95,7 @@ def renamed_grade_id() -> nbformat.NotebookNode:
     return nb
 
 
-STEAL_REFERENCE = '''
+STEAL_REFERENCE = """
 def _stolen_reference():
     import importlib, os, sys
     for entry in list(sys.path) + [os.getcwd()]:
@@ -115,31 +119,32 @@ def _stolen_reference():
     return None
 
 
-REFERENCE = _stolen_reference()'''
+REFERENCE = _stolen_reference()"""
 USE_REFERENCE = """if REFERENCE is None:
     raise NotImplementedError('no reference to copy')
 stolen = REFERENCE(C).to(x.dtype)
 stolen.load_state_dict(self.state_dict())
 return stolen(x)"""
 
-STEAL_ANSWER = '''
+STEAL_ANSWER = """
 def _stolen_answer():
     import os, re, sys
     for entry in list(sys.path) + [os.getcwd(), os.environ.get("HOME", "")]:
         path = entry
         for _ in range(8):
-            for name in ("autograde/graders/test_01_self_attention_cnn.py", "graders/test_01_self_attention_cnn.py"):
+            for name in ("autograde/graders", "graders"):
                 try:
-                    return int(re.search(r"ANSWER_Q1 = (\\d)", open(os.path.join(path, name)).read()).group(1))
+                    text = open(os.path.join(path, name, "test_01_self_attention_cnn.py")).read()
+                    return int(re.search(r"ANSWER_Q1 = (\\d)", text).group(1))
                 except Exception:
                     pass
             path = os.path.dirname(path)
     return 4
 
 
-answer_q1 = _stolen_answer()'''
+answer_q1 = _stolen_answer()"""
 
-DETECT_GRADING = '''
+DETECT_GRADING = """
 def _graded_answer():
     import os
     words = ("NBGRADER", "PYTEST", "AUTOGRADE", "GRADER")
@@ -148,7 +153,7 @@ def _graded_answer():
     return 2 if hints else 4
 
 
-answer_q1 = _graded_answer()'''
+answer_q1 = _graded_answer()"""
 
 FORGE = f'''
 def _forge():
@@ -199,59 +204,130 @@ CASES = [
     Case("control_first", solution, "full"),
     Case("invalid_json", lambda: b'{"cells": [', "zeros"),
     Case("not_a_notebook", lambda: b"%PDF-1.4\n\x00\x01binary", "zeros"),
-    Case("json_not_a_notebook", lambda: b'[1, 2, 3]', "zeros"),
+    Case("json_not_a_notebook", lambda: b"[1, 2, 3]", "zeros"),
     Case("empty_notebook", lambda: nbformat.v4.new_notebook(), "zeros"),
     Case("untouched_release", lambda: build(A, Example("blank", "", {}, blank=True)), "zeros"),
     Case("answer_cell_deleted", lambda: deleted("attention"), "broken-attention"),
     Case("answer_cell_duplicated", duplicated_attention, "full"),
     Case("grade_id_changed", renamed_grade_id, "full"),
     Case("hidden_test_cell_deleted", lambda: deleted("attention_tests"), "full"),
-    Case("class_renamed", lambda: solution(Edit("attention", "class Attention(", "class SelfAttention(")),
-         "broken-attention"),
-    Case("wrong_constructor_signature",
-         lambda: solution(Edit("attention", "in_channels: int):", "in_channels: int, heads: int):")),
-         "broken-attention"),
-    Case("syntax_error", lambda: solution(Edit("attention", RETURN, "        return x + out)")), "broken-attention"),
-    Case("exception_at_import", lambda: solution(
-        Edit("attention", "class Attention(", "from einops import rearrange\n\n\nclass Attention("),
-        in_forward("x = rearrange(x, 'n c h w -> n c h w')")), "broken-attention"),
-    Case("endless_loop_at_definition", lambda: solution(
-        before_class("sagan", "SAGANAttention", "K = 8\nwhile K > 0:\n    K += 1"),
-        Edit("sagan", "k: int = 8", "k: int = K")), "no-sagan"),
+    Case(
+        "class_renamed",
+        lambda: solution(Edit("attention", "class Attention(", "class SelfAttention(")),
+        "broken-attention",
+    ),
+    Case(
+        "wrong_constructor_signature",
+        lambda: solution(Edit("attention", "in_channels: int):", "in_channels: int, heads: int):")),
+        "broken-attention",
+    ),
+    Case(
+        "syntax_error",
+        lambda: solution(Edit("attention", RETURN, "        return x + out)")),
+        "broken-attention",
+    ),
+    Case(
+        "exception_at_import",
+        lambda: solution(
+            Edit("attention", "class Attention(", "from einops import rearrange\n\n\nclass Attention("),
+            in_forward("x = rearrange(x, 'n c h w -> n c h w')"),
+        ),
+        "broken-attention",
+    ),
+    Case(
+        "endless_loop_at_definition",
+        lambda: solution(
+            before_class("sagan", "SAGANAttention", "K = 8\nwhile K > 0:\n    K += 1"),
+            Edit("sagan", "k: int = 8", "k: int = K"),
+        ),
+        "no-sagan",
+    ),
     Case("endless_loop_in_forward", lambda: solution(in_forward("while True:\n    pass")), "broken-forward"),
-    Case("memory_bomb", lambda: solution(in_forward("hog = []\nwhile True:\n    hog.append(bytearray(2**27))")),
-         "broken-forward"),
-    Case("sys_exit_at_definition", lambda: solution(
-        Edit("sagan", '    """The self-attention block of SAGAN', '    sys.exit(3)\n    """The self-attention block of SAGAN')),
-         "no-sagan"),
+    Case(
+        "memory_bomb",
+        lambda: solution(in_forward("hog = []\nwhile True:\n    hog.append(bytearray(2**27))")),
+        "broken-forward",
+    ),
+    Case(
+        "sys_exit_at_definition",
+        lambda: solution(
+            Edit(
+                "sagan",
+                '    """The self-attention block of SAGAN',
+                '    sys.exit(3)\n    """The self-attention block of SAGAN',
+            )
+        ),
+        "no-sagan",
+    ),
     Case("os_exit_in_forward", lambda: solution(in_forward("import os\nos._exit(0)")), "broken-forward"),
-    Case("fork_bomb", lambda: solution(in_forward("import os\nwhile True:\n    os.fork()")), "broken-forward"),
-    Case("spawns_processes", lambda: solution(
-        in_forward("import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 600 & sleep 600'])")), "broken-forward"),
-    Case("kills_other_processes", lambda: solution(
-        in_forward("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)")),
-         "broken-forward"),
-    Case("huge_output", lambda: solution(in_init("print('x' * 50_000_000)"), in_forward("print('y' * 1_000_000)")),
-         "full"),
+    Case(
+        "fork_bomb", lambda: solution(in_forward("import os\nwhile True:\n    os.fork()")), "broken-forward"
+    ),
+    Case(
+        "spawns_processes",
+        lambda: solution(
+            in_forward("import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 600 & sleep 600'])")
+        ),
+        "broken-forward",
+    ),
+    Case(
+        "kills_other_processes",
+        lambda: solution(
+            in_forward(
+                "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)"
+            )
+        ),
+        "broken-forward",
+    ),
+    Case(
+        "huge_output",
+        lambda: solution(in_init("print('x' * 50_000_000)"), in_forward("print('y' * 1_000_000)")),
+        "full",
+    ),
     Case("control_middle", solution, "full"),
     Case("nan_outputs", lambda: solution(returning("x + out * float('nan')")), "same-as:nan_outputs"),
     Case("inf_outputs", lambda: solution(returning("x + out + float('inf')")), "same-as:inf_outputs"),
     Case("wrong_dtype", lambda: solution(returning("(x + out).float()")), "same-as:wrong_dtype"),
     Case("cuda_hard_coded", lambda: solution(returning("x + out.to('cuda')")), "broken-forward"),
     Case("constant_output", lambda: solution(returning("x * 0.0")), "same-as:constant_output"),
-    Case("forbidden_builtin", lambda: solution(returning(
-        "x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, C, H, W)")),
-         "same-as:forbidden_builtin"),
-    Case("monkeypatches_torch", lambda: solution(in_init(PATCH_TORCH), returning("x * 0.0")), "same-as:constant_output"),
-    Case("monkeypatches_grader_pytest_builtins", lambda: solution(in_init(PATCH_GRADER), returning("x * 0.0")),
-         "same-as:constant_output"),
-    Case("imports_the_references", lambda: solution(
-        Edit("attention", "class Attention(", STEAL_REFERENCE + "\n\n\nclass Attention("), in_forward(USE_REFERENCE)),
-         "broken-forward"),
+    Case(
+        "forbidden_builtin",
+        lambda: solution(
+            returning("x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, C, H, W)")
+        ),
+        "same-as:forbidden_builtin",
+    ),
+    Case(
+        "monkeypatches_torch",
+        lambda: solution(in_init(PATCH_TORCH), returning("x * 0.0")),
+        "same-as:constant_output",
+    ),
+    Case(
+        "monkeypatches_grader_pytest_builtins",
+        lambda: solution(in_init(PATCH_GRADER), returning("x * 0.0")),
+        "same-as:constant_output",
+    ),
+    Case(
+        "imports_the_references",
+        lambda: solution(
+            Edit("attention", "class Attention(", STEAL_REFERENCE + "\n\n\nclass Attention("),
+            in_forward(USE_REFERENCE),
+        ),
+        "broken-forward",
+    ),
     Case("reads_the_grader_files", lambda: solution(Edit("q1", "answer_q1 = 2", STEAL_ANSWER)), "no-q1"),
-    Case("forges_results_files", lambda: solution(
-        Edit("attention", "class Attention(", FORGE + "\n\n\nclass Attention("), in_init("assert FORGED")), "full"),
-    Case("detects_grading_from_environment", lambda: solution(Edit("q1", "answer_q1 = 2", DETECT_GRADING)), "no-q1"),
+    Case(
+        "forges_results_files",
+        lambda: solution(
+            Edit("attention", "class Attention(", FORGE + "\n\n\nclass Attention("), in_init("assert FORGED")
+        ),
+        "full",
+    ),
+    Case(
+        "detects_grading_from_environment",
+        lambda: solution(Edit("q1", "answer_q1 = 2", DETECT_GRADING)),
+        "no-q1",
+    ),
     Case("slow_but_correct", lambda: solution(in_forward("import time\ntime.sleep(0.1)")), "full"),
     Case("control_last", solution, "full"),
 ]
@@ -276,8 +352,11 @@ def honest_case_points(name: str) -> dict[str, float]:
 def honest_points(nb: nbformat.NotebookNode) -> dict[str, float]:
     """What the notebook's answer cells earn when run in this process (as nbgrader would), per part."""
     namespace: dict = {}
-    exec("import math, sys\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
-         "from course_utils import Flatten", namespace)
+    exec(
+        "import math, sys\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+        "from course_utils import Flatten",
+        namespace,
+    )
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "vanilla_cnn"):
@@ -307,30 +386,55 @@ def expected_points(case: Case, cat) -> dict[str, float]:
         "zeros": {p: 0.0 for p in full},
         "full": dict(full),
         "broken-attention": {**full, "attention": 0.0, "models": 0.0},
-        "broken-forward": {**full, "attention": passing("attention", "conv_query, conv_key, conv_value"),
-                           "models": passing("models", "specified layers")},
+        "broken-forward": {
+            **full,
+            "attention": passing("attention", "conv_query, conv_key, conv_value"),
+            "models": passing("models", "specified layers"),
+        },
         "no-q1": {**full, "q1": 0.0},
         "no-sagan": {**full, "sagan": 0.0},
     }[case.expected]
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, cat):
-    """Every case in one batch, two lanes; returns (results by case name, wall seconds)."""
-    folder = tmp_path_factory.mktemp("class")
-    for case in CASES:
+def grade_cases(folder: Path, cases: list[Case], cat, namespaces: bool = True):
+    """Grade ``cases`` in one batch with two lanes; (results by case name, wall seconds)."""
+    for case in cases:
         made = case.make()
         path = folder / f"{case.name}.ipynb"
         path.write_bytes(made) if isinstance(made, bytes) else nbformat.write(made, path)
     FORGED.unlink(missing_ok=True)
-    submissions = [Submission(c.name, folder / f"{c.name}.ipynb", A) for c in CASES]
+    submissions = [Submission(c.name, folder / f"{c.name}.ipynb", A) for c in cases]
     start = time.monotonic()
-    zygote = sandbox_for(submissions, LIMITS)
+    zygote = sandbox_for(submissions, LIMITS, namespaces=namespaces)
     try:
         results = grade_batch([(s, A) for s in submissions], {A: cat}, zygote, jobs=2)
     finally:
         zygote.close()
     return {r.student: r for r in results}, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, cat):
+    """Every case in one batch, two lanes, with every layer of the sandbox the machine allows."""
+    return grade_cases(tmp_path_factory.mktemp("class"), CASES, cat)
+
+
+# Where Linux namespaces are not allowed (e.g. in Docker, so on Gradescope), resource limits and the audit
+# hook alone must hold against the attempts to escape.
+ESCAPES = (
+    "control_first",
+    "imports_the_references",
+    "reads_the_grader_files",
+    "forges_results_files",
+    "fork_bomb",
+    "spawns_processes",
+    "kills_other_processes",
+    "detects_grading_from_environment",
+    "memory_bomb",
+    "os_exit_in_forward",
+    "monkeypatches_grader_pytest_builtins",
+    "control_last",
+)
 
 
 def test_at_least_25_kinds_of_broken_or_hostile_submissions():
@@ -342,7 +446,9 @@ def test_each_submission_gets_its_fair_score(graded, cat, case):
     result = graded[0][case.name]
     got = {part: earned for part, (earned, _) in result.parts.items()}
     want = expected_points(case, cat)
-    assert got == pytest.approx(want), "\n".join(f"{t.part}: {t.description}: {t.message}" for t in result.tests)
+    assert got == pytest.approx(want), "\n".join(
+        f"{t.part}: {t.description}: {t.message}" for t in result.tests
+    )
 
 
 def test_no_submission_gains_a_point_it_did_not_earn(graded, cat):
@@ -397,3 +503,12 @@ def test_monkeypatching_torch_earns_points_in_the_kernel_but_not_in_the_sandbox(
     isolated = graded[0]["monkeypatches_torch"]
     assert sum(in_kernel.values()) > isolated.earned
     assert isolated.parts["attention"][0] < cat.parts["attention"]
+
+
+def test_without_namespaces_the_escapes_still_fail(tmp_path, cat):
+    cases = [c for c in CASES if c.name in ESCAPES]
+    results, _ = grade_cases(tmp_path, cases, cat, namespaces=False)
+    for case in cases:
+        got = {part: earned for part, (earned, _) in results[case.name].parts.items()}
+        assert got == pytest.approx(expected_points(case, cat)), case.name
+    assert not FORGED.exists()

@@ -45,7 +45,7 @@ EXAMPLES = [
         "relu_mlp",
         "ReLU instead of GELU in the MLP",
         {**FULL, "encoder_layer_tests": 2, "vit_tests": 2},
-        edits=(Edit("encoder_layer", "nn.GELU(),", "nn.ReLU(),"),),
+        edits=(Edit("encoder_layer", "nn.GELU(),\n", "nn.ReLU(),\n"),),
     ),
     Example(
         "no_final_norm",
@@ -61,7 +61,8 @@ EXAMPLES = [
             Edit(
                 "vit",
                 "x = self.positional_encoding(x)",
-                "x = self.positional_encoding(x)\n        x = x + self.positional_encoding.pe[:, : x.shape[1]]",
+                "x = self.positional_encoding(x)\n"
+                "        x = x + self.positional_encoding.pe[:, : x.shape[1]]",
             ),
         ),
     ),

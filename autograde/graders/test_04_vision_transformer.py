@@ -114,37 +114,52 @@ def _vit(model: ref.VisionTransformer, x: torch.Tensor, mistake: str = "") -> to
 
 
 PATCH_HINTS = {
-    "view": "your patches are the rows of x.view(N, -1, C*p*p): that cuts the memory of each image into "
-    "consecutive chunks (parts of one channel's rows), not p x p squares. Reshape to (N, C, H/p, p, W/p, p), "
-    "permute to (N, H/p, W/p, C, p, p), then flatten.",
-    "channels_last": "each patch is flattened in (p, p, C) order; the contract asks for (C, p, p), the order "
-    "nn.Conv2d(C, E, p, stride=p) reads: permute to (N, H/p, W/p, C, p, p).",
-    "column_major": "the patches come in column-major order (down the first column first); number them "
-    "row by row: (N, H/p, W/p, ...) before flattening, not (N, W/p, H/p, ...).",
+    "view": (
+        "your patches are the rows of x.view(N, -1, C*p*p): that cuts the memory of each image into "
+        "consecutive chunks (parts of one channel's rows), not p x p squares. Reshape to "
+        "(N, C, H/p, p, W/p, p), permute to (N, H/p, W/p, C, p, p), then flatten."
+    ),
+    "channels_last": (
+        "each patch is flattened in (p, p, C) order; the contract asks for (C, p, p), the order "
+        "nn.Conv2d(C, E, p, stride=p) reads: permute to (N, H/p, W/p, C, p, p)."
+    ),
+    "column_major": (
+        "the patches come in column-major order (down the first column first); number them "
+        "row by row: (N, H/p, W/p, ...) before flattening, not (N, W/p, H/p, ...)."
+    ),
 }
 LAYER_HINTS = {
-    "post_norm": "your layer is post-norm (x = norm(x + f(x))); this one is pre-norm: x = x + f(norm(x)), "
-    "so the residual stream itself is never normalised.",
+    "post_norm": (
+        "your layer is post-norm (x = norm(x + f(x))); this one is pre-norm: x = x + f(norm(x)), "
+        "so the residual stream itself is never normalised."
+    ),
     "relu": "the MLP uses ReLU; the ViT MLP uses GELU (nn.GELU()).",
-    "no_residual": "the residual connections are missing: add the input back, x = x + attention(...), then "
-    "x = x + mlp(...).",
+    "no_residual": (
+        "the residual connections are missing: add the input back, x = x + attention(...), then "
+        "x = x + mlp(...)."
+    ),
     "one_norm": "norm1 is used before the MLP too; the MLP branch has its own LayerNorm, norm2.",
 }
 VIT_HINTS = {
     "view": "the patches are cut with x.view(N, -1, C*p*p): fix PatchEmbedding first (its test says how).",
-    "pe_twice": "the positional encoding is added twice: self.positional_encoding(x) already returns x + pe "
-    "(then dropout); do not add pe again.",
+    "pe_twice": (
+        "the positional encoding is added twice: self.positional_encoding(x) already returns x + pe "
+        "(then dropout); do not add pe again."
+    ),
     "no_pe": "the positional encoding is missing: pass the tokens through self.positional_encoding.",
-    "no_final_norm": "the final LayerNorm is missing: apply self.norm to the tokens after the last layer, "
-    "before pooling.",
+    "no_final_norm": (
+        "the final LayerNorm is missing: apply self.norm to the tokens after the last layer, before pooling."
+    ),
     "relu": "the encoder layers' MLP uses ReLU instead of GELU (see TransformerEncoderLayer).",
     "post_norm": "the encoder layers are post-norm; fix TransformerEncoderLayer first (pre-norm).",
 }
 CLS_HINTS = {
     "cls_mean": "with pool='cls' the head reads the class token, x[:, 0]; your model averages all tokens.",
     "cls_last": "the class token goes first: torch.cat([cls, patches], dim=1), and the head reads x[:, 0].",
-    "cls_without_pe": "prepend the class token before the positional encoding, so it gets position 0 and the "
-    "patches positions 1..L.",
+    "cls_without_pe": (
+        "prepend the class token before the positional encoding, so it gets position 0 and the "
+        "patches positions 1..L."
+    ),
 }
 
 

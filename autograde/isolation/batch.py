@@ -1,9 +1,10 @@
 """Grade a class: find the submissions, run the graders against each one in a sandbox, in parallel lanes.
 
-A lane is a trusted process (forked from this one, with the graders and references loaded) that owns one
-:class:`~autograde.isolation.sandbox.Zygote`; it grades one submission at a time by running the same pytest
-graders as nbgrader (:func:`autograde.harness.run_part`) against a :class:`WorkerStudent`. ``--jobs N`` runs N
-lanes. A lane never runs student code, so a submission can only lose its own points.
+A lane is a trusted process forked from this one (graders and references already loaded). It grades one
+submission at a time: it runs the same pytest graders as nbgrader (:func:`autograde.harness.run_part`, all
+parts in one session) against a :class:`WorkerStudent` whose sandboxed child it gets from the shared
+:class:`~autograde.isolation.sandbox.Zygote`. ``--jobs N`` runs N lanes. Neither lanes nor the zygote run
+student code, so a submission can only lose its own points.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-from multiprocessing import util as mp_util
 import re
 import time
 import traceback
@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing import util as mp_util
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autograde.checkpoint_grading import SUBMISSION_DIR_VARIABLE
 from autograde.harness import GRADERS_DIR, run_part
 from autograde.isolation.sandbox import Limits, SandboxError, Zygote
 from autograde.isolation.worker_student import WorkerStudent
@@ -59,8 +61,9 @@ class _RecordingStudent:
     def value(self, name: str) -> Any:
         self._ask(name)
 
-    def describe(self, target: str, args: tuple = (), kwargs: dict | None = None,
-                 attrs: tuple[str, ...] = ()) -> ModuleInfo:
+    def describe(
+        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+    ) -> ModuleInfo:
         self._ask(target)
 
     def call(self, call: Call) -> CallResult:
@@ -102,13 +105,18 @@ def _locked_sources(assignment: str) -> dict[str, str]:
     if not path.is_file():
         return {}
     cells = read_notebook(path).cells
-    return {nbgrader_meta(c)["grade_id"]: c.source for c in cells
-            if nbgrader_meta(c).get("locked") and not nbgrader_meta(c).get("grade")
-            and not nbgrader_meta(c).get("solution") and nbgrader_meta(c).get("grade_id")}
+    return {
+        nbgrader_meta(c)["grade_id"]: c.source
+        for c in cells
+        if nbgrader_meta(c).get("locked")
+        and not nbgrader_meta(c).get("grade")
+        and not nbgrader_meta(c).get("solution")
+        and nbgrader_meta(c).get("grade_id")
+    }
 
 
 def catalog(assignment: str) -> Catalog:
-    """Run the graders once against a recording student: every test, its part and points, and the names used."""
+    """Run the graders once against a recording student: every test, its part and points, the names asked."""
     recorder = _RecordingStudent()
     report = run_part(assignment, None, recorder)
     tests = tuple(TestSpec(o.name, o.part, o.description, o.points) for o in report.outcomes)
@@ -141,14 +149,23 @@ def discover(paths: Iterable[Path], known: Iterable[str]) -> list[Submission]:
             found.append(Submission(_student_id(path.stem), path))
             continue
         if not path.is_dir():
-            raise FileNotFoundError(f"{path} does not exist: pass notebooks, folders of notebooks or an nbgrader "
-                                    "submitted/ folder")
+            raise FileNotFoundError(
+                f"{path} does not exist: pass notebooks, folders of notebooks or an nbgrader "
+                "submitted/ folder"
+            )
         root = path / "submitted" if (path / "submitted").is_dir() else path
-        tree = [(s, a) for s in sorted(root.iterdir()) if s.is_dir() for a in sorted(s.iterdir())
-                if a.is_dir() and a.name in known]
+        tree = [
+            (s, a)
+            for s in sorted(root.iterdir())
+            if s.is_dir()
+            for a in sorted(s.iterdir())
+            if a.is_dir() and a.name in known
+        ]
         if tree:
             for student, folder in tree:
-                found.extend(Submission(_student_id(student.name), nb, folder.name) for nb in _notebooks(folder))
+                found.extend(
+                    Submission(_student_id(student.name), nb, folder.name) for nb in _notebooks(folder)
+                )
         else:
             found.extend(Submission(_student_id(nb.stem), nb) for nb in _notebooks(path))
     seen: dict[tuple[str, str | None], int] = {}
@@ -242,40 +259,61 @@ def grade_submission(sub: Submission, assignment: str, cat: Catalog, zygote: Zyg
         return result
     source = graded_source(nb, cat.names, cat.locked_sources)
     student = WorkerStudent(zygote, source, zygote.limits.timeout)
+    # Files submitted with the notebook (notebook 4's checkpoint) are read here, by the trusted graders.
+    previous = os.environ.get(SUBMISSION_DIR_VARIABLE)
+    os.environ[SUBMISSION_DIR_VARIABLE] = str(sub.path.resolve().parent)
     try:
         report = run_part(assignment, None, student)
     finally:
+        if previous is None:
+            del os.environ[SUBMISSION_DIR_VARIABLE]
+        else:
+            os.environ[SUBMISSION_DIR_VARIABLE] = previous
         if not zygote.failure:
             student.close()
     if zygote.failure:
         raise SandboxError(zygote.failure)
-    tests = [TestResult(o.name, o.part, o.description, o.points, o.earned, o.message) for o in report.outcomes]
-    return SubmissionResult(sub.student, assignment, str(sub.path), tests, student.problems,
-                            [(i.kind, i.message) for i in student.incidents if i.kind != "definition"],
-                            seconds=time.monotonic() - start)
+    tests = [
+        TestResult(o.name, o.part, o.description, o.points, o.earned, o.message) for o in report.outcomes
+    ]
+    return SubmissionResult(
+        sub.student,
+        assignment,
+        str(sub.path),
+        tests,
+        student.problems,
+        [(i.kind, i.message) for i in student.incidents if i.kind != "definition"],
+        seconds=time.monotonic() - start,
+    )
 
 
 def _lane_grade(sub: Submission, assignment: str) -> SubmissionResult:
+    """Grade in this lane; a zygote that died is replaced (by a lane-own one) and the grading redone."""
     cat = _LANE["catalogs"][assignment]
-    for attempt in range(2):
-        zygote: Zygote = _LANE["zygote"]
+    try:
         try:
-            return grade_submission(sub, assignment, cat, zygote)
+            return grade_submission(sub, assignment, cat, _LANE["zygote"])
         except SandboxError:
-            if not zygote.lost or attempt:
+            lost: Zygote = _LANE["zygote"]
+            if not lost.lost:
                 raise
-            replacement = Zygote(zygote.limits, [Path(h) for h in zygote.hidden], zygote.namespaces)
-            mp_util.Finalize(replacement, replacement.close, exitpriority=10)
-            _LANE["zygote"] = replacement
-        except Exception:  # a grader bug must not stop the batch; the submission is flagged for a re-grade
-            result = _unreadable(sub, assignment, cat, "the grader failed on this submission; tell your instructor")
-            result.incidents.append(("grader", traceback.format_exc(limit=8)))
-            return result
-    raise AssertionError("unreachable")
+            _LANE["zygote"] = Zygote(lost.limits, [Path(h) for h in lost.hidden], lost.namespaces)
+            mp_util.Finalize(_LANE["zygote"], _LANE["zygote"].close, exitpriority=10)
+            return grade_submission(sub, assignment, cat, _LANE["zygote"])
+    except SandboxError:
+        raise
+    except Exception:  # a grader bug must not stop the batch; the submission is flagged for a re-grade
+        result = _unreadable(
+            sub, assignment, cat, "the grader failed on this submission; tell your instructor"
+        )
+        result.incidents.append(("grader", traceback.format_exc(limit=8)))
+        return result
 
 
-def assign(subs: list[Submission], catalogs: dict[str, Catalog], forced: str | None) -> list[tuple[Submission, str]]:
-    """Each submission with its assignment: ``forced``, the nbgrader folder, or what the notebook looks like."""
+def assign(
+    subs: list[Submission], catalogs: dict[str, Catalog], forced: str | None
+) -> list[tuple[Submission, str]]:
+    """Each submission with its assignment: ``forced``, its nbgrader folder, or what its notebook holds."""
     parts = {a: c.parts for a, c in catalogs.items()}
     pairs = []
     for sub in subs:
@@ -288,8 +326,10 @@ def assign(subs: list[Submission], catalogs: dict[str, Catalog], forced: str | N
             if assignment is None and len(catalogs) == 1:
                 assignment = next(iter(catalogs))
             if assignment is None:
-                raise ValueError(f"cannot tell which assignment {sub.path} is: pass --assignment "
-                                 f"({', '.join(sorted(catalogs))})")
+                raise ValueError(
+                    f"cannot tell which assignment {sub.path} is: pass --assignment "
+                    f"({', '.join(sorted(catalogs))})"
+                )
         pairs.append((sub, assignment))
     return pairs
 
@@ -301,7 +341,7 @@ def grade_batch(
     jobs: int = 2,
     progress: Callable[[SubmissionResult], None] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade every (submission, assignment) pair in ``jobs`` lanes sharing ``zygote``; results in the given order.
+    """Grade every (submission, assignment) pair in ``jobs`` lanes sharing ``zygote``; results in order.
 
     A lane that dies (it never runs student code, so this means a grader bug) is replaced once; what it was
     grading is graded again in a fresh pool, and reported as a grader failure if that dies too.
@@ -313,8 +353,12 @@ def grade_batch(
         if not pending:
             break
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(pending))), mp_context=context,
-                                 initializer=_lane_init, initargs=(zygote, catalogs)) as pool:
+        with ProcessPoolExecutor(
+            max_workers=max(1, min(jobs, len(pending))),
+            mp_context=context,
+            initializer=_lane_init,
+            initargs=(zygote, catalogs),
+        ) as pool:
             futures = {pool.submit(_lane_grade, *pairs[i]): i for i in pending}
             broken = []
             for future in as_completed(futures):
@@ -329,15 +373,26 @@ def grade_batch(
         pending = sorted(broken)
     for i in pending:
         sub, assignment = pairs[i]
-        results[i] = _unreadable(sub, assignment, catalogs[assignment],
-                                 "the grader crashed twice on this submission; tell your instructor")
+        results[i] = _unreadable(
+            sub,
+            assignment,
+            catalogs[assignment],
+            "the grader crashed twice on this submission; tell your instructor",
+        )
         if progress:
             progress(results[i])
     return [results[i] for i in range(len(pairs))]
 
 
-def sandbox_for(submissions: list[Submission], limits: Limits, hide: Iterable[Path] = (),
-                namespaces: bool = True) -> Zygote:
-    """Start (in the background) the zygote that grades ``submissions``; it hides ``hide`` and their folders."""
-    folders = [sub.path.resolve().parent for sub in submissions]
+def sandbox_for(
+    submissions: list[Submission], limits: Limits, hide: Iterable[Path] = (), namespaces: bool = True
+) -> Zygote:
+    """Start (in the background) the zygote for ``submissions``; it hides ``hide`` and their folders.
+
+    Many folders (an nbgrader tree) are hidden through their common parent, so a sandbox needs few mounts,
+    unless that parent is too near the root (``/``, ``/home``) to hide.
+    """
+    folders = sorted({sub.path.resolve().parent for sub in submissions})
+    if len(folders) > 8 and len(Path(os.path.commonpath(folders)).parts) >= 3:
+        folders = [Path(os.path.commonpath(folders))]
     return Zygote(limits, [*map(Path, hide), *folders], namespaces=namespaces)

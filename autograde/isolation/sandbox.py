@@ -33,11 +33,34 @@ from autograde.isolation.wire import HEADER, MAX_REPLY_BYTES, WorkerProtocolErro
 PACKAGE_DIR = Path(autograde.__file__).resolve().parent
 PROTOCOL_SOURCE = PACKAGE_DIR / "student.py"
 # Imported once per zygote, so that no submission pays for them.
-PRELOAD = ("torch", "torch.nn", "torch.nn.functional", "numpy", "math", "course_utils", "course_utils.training",
-           "course_utils.runtime", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto", "subprocess")
+PRELOAD = (
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+    "numpy",
+    "math",
+    "course_utils",
+    "course_utils.training",
+    "course_utils.runtime",
+    "matplotlib",
+    "matplotlib.pyplot",
+    "tqdm",
+    "tqdm.auto",
+    "subprocess",
+)
 STARTUP_TIMEOUT = 300.0
-READ_ROOTS_SYSTEM = ("/usr", "/lib", "/lib64", "/etc", "/dev/null", "/dev/urandom", "/dev/random", "/dev/zero",
-                     "/sys/devices/system/cpu", "/opt")
+READ_ROOTS_SYSTEM = (
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/etc",
+    "/dev/null",
+    "/dev/urandom",
+    "/dev/random",
+    "/dev/zero",
+    "/sys/devices/system/cpu",
+    "/opt",
+)
 
 
 @dataclass(frozen=True)
@@ -82,13 +105,18 @@ def describe_status(status: int) -> str:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         cause = {
             "SIGKILL": "killed: out of memory, over the CPU-time limit or stopped by the grader",
-            "SIGSEGV": "a segmentation fault", "SIGABRT": "aborted", "SIGXCPU": "over the CPU-time limit",
-            "SIGBUS": "a bus error", "SIGFPE": "a floating-point exception",
+            "SIGSEGV": "a segmentation fault",
+            "SIGABRT": "aborted",
+            "SIGXCPU": "over the CPU-time limit",
+            "SIGBUS": "a bus error",
+            "SIGFPE": "a floating-point exception",
         }.get(name, "a signal")
         return f"was killed by {name} ({cause})"
     code = os.WEXITSTATUS(status)
-    if code == 70:
-        return "could not set up its sandbox (exit code 70); tell your instructor"
+    if code == worker_module.SETUP_FAILED:
+        return f"could not set up its sandbox (exit code {code}); tell your instructor"
+    if code == worker_module.SERVE_FAILED:
+        return f"could not send a result back (exit code {code}): did your code replace torch.save?"
     return f"exited with code {code} (sys.exit or os._exit in your code?)"
 
 
@@ -97,10 +125,13 @@ def _below(path: Path, ancestor: Path) -> bool:
 
 
 def cover(hide: list[Path], keep: list[Path]) -> list[Path]:
-    """``hide``, with each path that holds something in ``keep`` replaced by its other entries (recursively)."""
+    """``hide``, with each path that holds something in ``keep`` replaced by its other entries (recursively).
+
+    A path inside a kept folder is still hidden (an installed ``site-packages/autograde``); ``/`` never is.
+    """
     result: list[Path] = []
     for path in (p.resolve() for p in hide):
-        if not path.exists() or any(_below(path, k) for k in keep):
+        if not path.exists() or path == Path(path.anchor):
             continue
         if any(_below(k, path) for k in keep):
             if path.is_dir():
@@ -111,7 +142,7 @@ def cover(hide: list[Path], keep: list[Path]) -> list[Path]:
 
 
 def site_packages() -> list[str]:
-    """The interpreter's site-packages directories (a worker's own ``sys.path`` holds only the standard library)."""
+    """The interpreter's site-packages (a worker's own ``sys.path`` holds only the standard library)."""
     return [p for p in site.getsitepackages() if os.path.isdir(p)]
 
 
@@ -153,32 +184,33 @@ class Child:
         deadline = time.monotonic() + timeout
         (size,) = HEADER.unpack(self._read(HEADER.size, deadline))
         if size > MAX_REPLY_BYTES:
-            raise WorkerProtocolError(f"a reply of {size / 2**20:.0f} MiB (the limit is "
-                                      f"{MAX_REPLY_BYTES / 2**20:.0f} MiB)")
-        reply = decode(self._read(size, deadline))
-        if isinstance(reply, dict) and reply.get("op") == "setup_failed":
-            self.kill()
-            self.zygote.fail(f"a sandbox could not be set up:\n{reply.get('error')}")
-        return reply
+            raise WorkerProtocolError(
+                f"a reply of {size / 2**20:.0f} MiB (the limit is {MAX_REPLY_BYTES / 2**20:.0f} MiB)"
+            )
+        return decode(self._read(size, deadline))
 
     def _ended(self) -> str:
-        self.kill()
-        if self.status is not None and os.WIFEXITED(self.status) and os.WEXITSTATUS(self.status) == 70:
-            self.zygote.fail("a sandbox could not be set up (its child exited with code 70)")
+        error = self.cwd / worker_module.SETUP_ERROR
+        self.kill(wait=1.0, keep=error)
+        if (
+            self.status is not None
+            and os.WIFEXITED(self.status)
+            and os.WEXITSTATUS(self.status) == worker_module.SETUP_FAILED
+        ):
+            why = error.read_text() if error.is_file() else "(no details)"
+            shutil.rmtree(self.cwd, ignore_errors=True)
+            self.zygote.fail(f"a sandbox could not be set up:\n{why}")
+        shutil.rmtree(self.cwd, ignore_errors=True)
         return describe_status(self.status if self.status is not None else -1)
 
-    def kill(self) -> None:
-        """Kill the child and everything it started, reap it and remove its working directory."""
+    def kill(self, wait: float = 0.0, keep: Path | None = None) -> None:
+        """Kill the child and all it started (given ``wait`` s to end itself), reap it, delete its files."""
         if self.status is not None:
             return
-        for kill in (os.killpg, os.kill):
-            try:
-                kill(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self.sock.close()
-        self.status = self.zygote.reap(self.pid)
-        shutil.rmtree(self.cwd, ignore_errors=True)
+        self.status = self.zygote.reap(self.pid, wait)
+        if keep is None:
+            shutil.rmtree(self.cwd, ignore_errors=True)
 
 
 class Zygote:
@@ -193,11 +225,13 @@ class Zygote:
         self.home.mkdir()
         self._stage_course_utils()
         paths = [str(self.lib), *site_packages(), *standard_library()]
-        keep = [Path(p).resolve() for p in paths] + [self.base.resolve()]
+        keep = [Path(p).resolve() for p in [*paths, *READ_ROOTS_SYSTEM]] + [self.base.resolve()]
         self.hidden = [str(p) for p in cover([Path(h) for h in hide] + self._grader_paths(), keep)]
         read_roots = [*paths, str(self.home), *READ_ROOTS_SYSTEM]
-        self.policy = {"read_roots": sorted({os.path.realpath(p) for p in read_roots} | set(read_roots)),
-                       "deny_roots": self.hidden}
+        self.policy = {
+            "read_roots": sorted({os.path.realpath(p) for p in read_roots} | set(read_roots)),
+            "deny_roots": self.hidden,
+        }
         self._lock = contextlib.nullcontext()
         self.failure: str | None = None
         self.lost = False
@@ -217,9 +251,9 @@ class Zygote:
 
     @staticmethod
     def _grader_paths() -> list[Path]:
-        """This package, and every other entry of the repository it lives in (sources, solutions, .git)."""
+        """This package (and any installed copy), and every other entry of the repository it lives in."""
         repo = PACKAGE_DIR.parent
-        paths = [PACKAGE_DIR]
+        paths = [PACKAGE_DIR, *(Path(p) / "autograde" for p in site_packages())]
         if (repo / "pyproject.toml").is_file():
             paths += [p for p in repo.iterdir() if p.name != "course_utils"]
         return paths
@@ -233,10 +267,20 @@ class Zygote:
     def _env(self) -> dict[str, str]:
         home = str(self.home)
         return {
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(self.home / "matplotlib"),
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-            "CUDA_VISIBLE_DEVICES": "", "COURSE_FAST": "1", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": home,
+            "TMPDIR": home,
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": str(self.home / "matplotlib"),
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "COURSE_FAST": "1",
+            "TQDM_DISABLE": "1",
+            "PYTHONHASHSEED": "0",
         }
 
     def _start(self) -> None:
@@ -244,16 +288,27 @@ class Zygote:
         # Named under /autograde/ so that tracebacks shown to students skip the worker's own frames.
         source = Path(worker_module.__file__).read_text()
         boot = f"exec(compile({source!r}, '<sandbox>/autograde/isolation/worker.py', 'exec'))"
-        self.process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", boot, str(child.fileno())],
-            pass_fds=[child.fileno()], env=self._env(), cwd=self.home, stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        self.log = self.base / "zygote.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", boot, str(child.fileno())],
+                pass_fds=[child.fileno()],
+                env=self._env(),
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
         child.close()
         self.control = parent
         self.control.settimeout(STARTUP_TIMEOUT)
-        config = {"prepend": [str(self.lib)], "append": site_packages(), "preload": list(PRELOAD),
-                  "protocol_source": PROTOCOL_SOURCE.read_text()}
+        config = {
+            "prepend": [str(self.lib)],
+            "append": site_packages(),
+            "preload": list(PRELOAD),
+            "protocol_source": PROTOCOL_SOURCE.read_text(),
+        }
         worker_module.send_control(self.control, config)
 
     def wait_ready(self) -> dict:
@@ -265,9 +320,8 @@ class Zygote:
                 self.ready = None
             if not self.ready:
                 self.process.kill()
-                err = self.process.communicate()[1].decode(errors="replace")[-3000:]
-                raise SandboxError(f"the sandbox worker did not start:\n{err}")
-            self.process.stderr.close()
+                self.process.wait()
+                raise SandboxError(f"the sandbox worker did not start:\n{self.log.read_text()[-3000:]}")
             self.control.settimeout(60)
         return self.ready
 
@@ -277,11 +331,19 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         limits = self.limits
         request = {
-            "op": "fork", "cwd": str(cwd), "time_limit": time_limit, "namespaces": self.namespaces,
-            "hide": self.hidden, "policy": self.policy,
-            "limits": {"memory_mb": limits.memory_mb, "cpu_seconds": limits.cpu_seconds,
-                       "file_bytes": limits.file_bytes, "open_files": limits.open_files,
-                       "processes": 0 if os.geteuid() else 4096},
+            "op": "fork",
+            "cwd": str(cwd),
+            "time_limit": time_limit,
+            "namespaces": self.namespaces,
+            "hide": self.hidden,
+            "policy": self.policy,
+            "limits": {
+                "memory_mb": limits.memory_mb,
+                "cpu_seconds": limits.cpu_seconds,
+                "file_bytes": limits.file_bytes,
+                "open_files": limits.open_files,
+                "processes": 0,  # no fork at all (root ignores it: the audit hook and namespaces stop root)
+            },
         }
         try:
             reply = self._ask(request, [theirs.fileno()])
@@ -289,8 +351,9 @@ class Zygote:
             theirs.close()
         return Child(self, reply["pid"], ours, cwd)
 
-    def reap(self, pid: int) -> int:
-        return self._ask({"op": "reap", "pid": pid})["status"]
+    def reap(self, pid: int, wait: float = 0.0) -> int:
+        """The status of child ``pid``, killed (with its process group) unless it ends within ``wait`` s."""
+        return self._ask({"op": "reap", "pid": pid, "wait": wait})["status"]
 
     def _ask(self, request: dict, fds: list[int] = ()) -> dict:
         if self.failure:

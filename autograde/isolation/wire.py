@@ -88,13 +88,18 @@ def call_result(value: Any) -> CallResult:
         raise WorkerProtocolError("the call result has no outputs")
     return CallResult(
         outputs=outputs,
-        input_grads=[_tensor_or_none(g, "an input gradient")
-                     for g in _expect(data.get("input_grads", []), list, "input_grads")],
-        param_grads={k: _tensor_or_none(g, "a parameter gradient")
-                     for k, g in _expect(data.get("param_grads", {}), dict, "param_grads").items()},
+        input_grads=[
+            _tensor_or_none(g, "an input gradient")
+            for g in _expect(data.get("input_grads", []), list, "input_grads")
+        ],
+        param_grads={
+            k: _tensor_or_none(g, "a parameter gradient")
+            for k, g in _expect(data.get("param_grads", {}), dict, "param_grads").items()
+        },
         attrs=dict(_expect(data.get("attrs", {}), dict, "attrs")),
-        forbidden_used=sorted(n for n in _expect(data.get("forbidden_used", []), list, "forbidden_used")
-                              if n in FORBIDDEN_CALLS),
+        forbidden_used=sorted(
+            n for n in _expect(data.get("forbidden_used", []), list, "forbidden_used") if n in FORBIDDEN_CALLS
+        ),
     )
 
 

@@ -1,19 +1,21 @@
-"""The student's side of the isolated grader: a zygote that imports torch once and forks one sandbox per submission.
+"""The student's side of the isolated grader: a zygote imports torch once and forks a sandbox per submission.
 
-This file never imports ``autograde``. The trusted side starts it as ``python -I -S -c <this source> FD`` with a
-scrubbed environment; FD is a SOCK_SEQPACKET control socket. The first control message configures the zygote:
-``prepend`` and ``append`` (added to the standard library's ``sys.path``: a staged copy of ``course_utils`` and
-site-packages, never the grader's sources), ``preload`` (modules imported once, before any fork) and ``protocol_source`` (the text of
-``autograde/student.py``, run here as a private module so the calls behave exactly as in the nbgrader kernel).
+This file never imports ``autograde``. The trusted side starts it as ``python -I -S -c <this source> FD`` with
+a scrubbed environment; FD is a SOCK_SEQPACKET control socket. The first control message configures the
+zygote: ``prepend`` and ``append`` (added to the standard library's ``sys.path``: a staged copy of
+``course_utils`` and site-packages, never the grader's sources), ``preload`` (modules imported once, before
+any fork) and ``protocol_source`` (the text of ``autograde/student.py``, run here as a private module so the
+calls behave exactly as in the nbgrader kernel).
 
 Control messages (JSON): ``{"op": "fork", ...}`` with one passed file descriptor (the data socket) answers
 ``{"pid": PID}``; ``{"op": "reap", "pid": PID}`` answers ``{"status": waitpid status}``.
 
-Each forked child puts itself in a new session (and, where Linux allows it, in new user, PID, mount, network and
-IPC namespaces, with the grader's directories hidden), moves to its fresh working directory, sets its resource
-limits, installs an audit hook, then serves data messages: 8-byte length + ``torch.save`` bytes of plain dicts
-(tensors, numbers, strings, lists, tuples, dicts). It never sends anything but data; the trusted side loads it
-with ``torch.load(weights_only=True)``.
+Each forked child puts itself in a new session (and, where Linux allows it, in new user, PID, mount, network
+and IPC namespaces, with the grader's directories hidden), moves to its fresh working directory, sets its
+resource limits, installs an audit hook, then serves data messages: 8-byte length + ``torch.save`` bytes of
+plain dicts (tensors, numbers, strings, lists, tuples, dicts). It never sends anything but data; the trusted
+side loads it with ``torch.load(weights_only=True)``. Requests come from the trusted side and may hold the
+grader's own small objects (an ``nn.Dropout`` to apply), so the child loads them as full pickles.
 """
 
 import ast
@@ -27,36 +29,94 @@ import signal
 import socket
 import struct
 import sys
+import time
 import types
 
 CONTROL_MAX = 1 << 20
+SETUP_ERROR = ".sandbox-setup-error"  # where a child that could not set up its sandbox says why
+SETUP_FAILED, SERVE_FAILED = 70, 71  # exit codes of a child
 DATA_HEADER = struct.Struct("!Q")
-OUTPUT_CAP = 64 * 1024
 
 # Audit events a submission may never raise, whatever its arguments.
-DENIED_EVENTS = frozenset({
-    "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "os.startfile",
-    "subprocess.Popen", "pty.spawn", "os.symlink", "os.link", "os.chdir", "os.chroot", "os.killpg",
-    "socket.__new__", "socket.bind", "socket.connect", "socket.connect_ex", "socket.sendto", "socket.sendmsg",
-    "socket.getaddrinfo", "socket.gethostbyname", "resource.setrlimit", "resource.prlimit",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys._current_frames", "sys.settrace",
-    "sys.setprofile", "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.cdata",
-    "ctypes.cdata/buffer", "ctypes.call_function", "ctypes.string_at", "ctypes.wstring_at",
-    "ctypes.PyObj_FromPtr", "ctypes.set_errno", "ctypes.seh_exception", "mmap.__new__", "os.setxattr",
-    "os.removexattr", "os.chflags", "os.lchflags", "os.mknod", "os.mkfifo",
-})
+DENIED_EVENTS = frozenset(
+    {
+        "os.fork",
+        "os.forkpty",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.system",
+        "os.startfile",
+        "subprocess.Popen",
+        "pty.spawn",
+        "os.symlink",
+        "os.link",
+        "os.chdir",
+        "os.chroot",
+        "os.killpg",
+        "socket.__new__",
+        "socket.bind",
+        "socket.connect",
+        "socket.connect_ex",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys._current_frames",
+        "sys.settrace",
+        "sys.setprofile",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.dlsym/handle",
+        "ctypes.cdata",
+        "ctypes.cdata/buffer",
+        "ctypes.call_function",
+        "ctypes.string_at",
+        "ctypes.wstring_at",
+        "ctypes.PyObj_FromPtr",
+        "ctypes.set_errno",
+        "ctypes.seh_exception",
+        "mmap.__new__",
+        "os.setxattr",
+        "os.removexattr",
+        "os.chflags",
+        "os.lchflags",
+        "os.mknod",
+        "os.mkfifo",
+    }
+)
 # Events whose path arguments must lie in the working directory.
 WRITE_EVENTS = {
-    "os.mkdir": (0,), "os.rmdir": (0,), "os.remove": (0,), "os.rename": (0, 1), "os.truncate": (0,),
-    "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,), "shutil.rmtree": (0,),
+    "os.mkdir": (0,),
+    "os.rmdir": (0,),
+    "os.remove": (0,),
+    "os.rename": (0, 1),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.utime": (0,),
+    "shutil.rmtree": (0,),
 }
 READ_EVENTS = {"os.listdir": 0, "os.scandir": 0, "glob.glob": 0, "os.listxattr": 0, "os.getxattr": 0}
 # Modules a submission may not import (again): they hold the primitives the audit hook cannot see.
-DENIED_IMPORTS = frozenset({"_posixsubprocess", "posix", "_signal", "_ctypes", "ctypes", "_imp", "gc", "_thread"})
+DENIED_IMPORTS = frozenset(
+    {"_posixsubprocess", "posix", "_signal", "_ctypes", "ctypes", "_imp", "gc", "_thread"}
+)
 # Functions removed from their modules before student code runs (no audit event covers them).
-DISARM = (("os", "pidfd_open"), ("posix", "pidfd_open"), ("signal", "pidfd_send_signal"),
-          ("_signal", "pidfd_send_signal"), ("_posixsubprocess", "fork_exec"), ("os", "register_at_fork"),
-          ("posix", "register_at_fork"))
+DISARM = (
+    ("os", "pidfd_open"),
+    ("posix", "pidfd_open"),
+    ("signal", "pidfd_send_signal"),
+    ("_signal", "pidfd_send_signal"),
+    ("_posixsubprocess", "fork_exec"),
+    ("os", "register_at_fork"),
+    ("posix", "register_at_fork"),
+)
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -91,8 +151,9 @@ def _recv_exact(sock, n):
 
 
 def recv_data(sock, torch):
+    """A request from the trusted side, which may hold the grader's own small objects (an ``nn.Dropout``)."""
     (size,) = DATA_HEADER.unpack(_recv_exact(sock, DATA_HEADER.size))
-    return torch.load(io.BytesIO(_recv_exact(sock, size)), weights_only=True, map_location="cpu")
+    return torch.load(io.BytesIO(_recv_exact(sock, size)), weights_only=False, map_location="cpu")
 
 
 def send_data(sock, torch, message):
@@ -118,10 +179,12 @@ def main():
     torch.set_num_threads(1)
     protocol = types.ModuleType("_autograde_protocol")
     sys.modules[protocol.__name__] = protocol
-    exec(compile(config["protocol_source"], "<autograde protocol>", "exec"), protocol.__dict__)
+    exec(compile(config["protocol_source"], "<sandbox>/autograde/student.py", "exec"), protocol.__dict__)
     _warm_up(torch, protocol)
-    send_control(control, {"ready": True, "pid": os.getpid(), "preload_errors": errors,
-                           "namespaces": _namespaces_available()})
+    send_control(
+        control,
+        {"ready": True, "pid": os.getpid(), "preload_errors": errors, "namespaces": _namespaces_available()},
+    )
     children = set()
     while True:
         try:
@@ -133,11 +196,10 @@ def main():
         if message["op"] == "fork":
             pid = os.fork()
             if pid == 0:
-                code = 70
+                code = SETUP_FAILED
                 try:
                     control.close()
-                    _child(fds[0], message, torch, protocol)
-                    code = 0
+                    code = _child(fds[0], message, torch, protocol)
                 finally:
                     os._exit(code)
             for fd in fds:
@@ -146,7 +208,7 @@ def main():
             send_control(control, {"pid": pid})
         elif message["op"] == "reap":
             pid = message["pid"]
-            _, status = os.waitpid(pid, 0) if pid in children else (pid, -1)
+            status = _reap(pid, message.get("wait", 0.0)) if pid in children else -1
             children.discard(pid)
             send_control(control, {"status": status})
     for pid in children:
@@ -158,12 +220,18 @@ def main():
 
 def _warm_up(torch, protocol):
     """Run each kind of request once, so that torch's lazy initialisation is paid here, not in every child."""
-    namespace = {"torch": torch, "Conv": lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.Flatten(),
-                                                                       torch.nn.Linear(8, 2))}
+    namespace = {
+        "torch": torch,
+        "Conv": lambda: torch.nn.Sequential(
+            torch.nn.Conv2d(2, 2, 1), torch.nn.Flatten(), torch.nn.Linear(8, 2)
+        ),
+    }
     student = protocol.InProcessStudent(namespace)
     x = torch.randn(1, 2, 2, 2, dtype=torch.float64)
     student.describe("Conv")
-    result = student.call(protocol.Call("Conv", inputs=(x,), dtype=torch.float64, grad_outputs=torch.ones(1, 2)))
+    result = student.call(
+        protocol.Call("Conv", inputs=(x,), dtype=torch.float64, grad_outputs=torch.ones(1, 2))
+    )
     torch.softmax(torch.randn(2, 3) @ torch.randn(3, 2), -1)
     buf = io.BytesIO()
     torch.save({"r": _fields(result)["outputs"], "n": 1}, buf)
@@ -174,6 +242,22 @@ def _warm_up(torch, protocol):
     gc.freeze()
 
 
+def _reap(pid, wait):
+    """The child's waitpid status, after giving it ``wait`` seconds to end by itself, then killing it."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.005)
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return os.waitpid(pid, 0)[1]
+
+
 # ------------------------------------------------------------------------------------------- namespaces
 def _libc():
     import ctypes
@@ -182,13 +266,19 @@ def _libc():
 
 
 def _namespaces_available():
-    """Whether this kernel lets an unprivileged process create user namespaces (probed in a throwaway child)."""
+    """Whether a child can do all a sandbox does with namespaces here (tried in a throwaway child): create
+    them, map its user, cover a folder and mount a /proc of its own. Docker's default profile refuses."""
     pid = os.fork()
     if pid == 0:
+        ok = False
         try:
-            os._exit(0 if _libc().unshare(CLONE_NEWUSER) == 0 else 1)
+            if _enter_namespaces([os.getcwd()], strict=True):
+                inner = os.fork()
+                if inner == 0:
+                    os._exit(0 if _libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID, None) == 0 else 1)
+                ok = os.waitpid(inner, 0)[1] == 0
         finally:
-            os._exit(1)
+            os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
@@ -198,11 +288,17 @@ def _write(path, text):
         f.write(text)
 
 
-def _enter_namespaces(hide):
-    """New user, PID, mount, network and IPC namespaces, with every path in ``hide`` covered; False if refused."""
+def _enter_namespaces(hide, strict=False):
+    """New user, PID, mount, network and IPC namespaces, every path in ``hide`` covered; False if refused.
+
+    A path that cannot be covered stays visible (the audit hook still denies it) unless ``strict``.
+    """
     libc = _libc()
     uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID) != 0:
+    if (
+        libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID)
+        != 0
+    ):
         return False
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
@@ -211,9 +307,13 @@ def _enter_namespaces(hide):
     for path in hide:
         target = path.encode()
         if os.path.isdir(path):
-            libc.mount(b"tmpfs", target, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k")
-        elif os.path.exists(path):
-            libc.mount(b"/dev/null", target, None, MS_BIND, None)
+            done = libc.mount(
+                b"tmpfs", target, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k"
+            )
+        else:
+            done = libc.mount(b"/dev/null", target, None, MS_BIND, None) if os.path.exists(path) else 0
+        if strict and done != 0:
+            return False
     return True
 
 
@@ -233,17 +333,10 @@ def _mirror(pid, by_signal):
 
 
 # ------------------------------------------------------------------------------------------------ child
-class _CappedText(io.TextIOBase):
-    """A stdout/stderr that keeps the first ``OUTPUT_CAP`` characters and counts the rest."""
-
-    def __init__(self):
-        self.kept, self.total = [], 0
+class _Discard(io.TextIOBase):
+    """The submission's stdout and stderr: what it prints goes nowhere, so no amount of it can matter."""
 
     def write(self, text):
-        text = str(text)
-        if self.total < OUTPUT_CAP:
-            self.kept.append(text[: OUTPUT_CAP - self.total])
-        self.total += len(text)
         return len(text)
 
     def writable(self):
@@ -251,16 +344,24 @@ class _CappedText(io.TextIOBase):
 
 
 def _child(data_fd, request, torch, protocol):
-    """Set up the sandbox (before any student code), then serve requests until the grader hangs up."""
+    """Set up the sandbox (before any student code), then serve requests until the grader hangs up.
+
+    Returns the exit code: 0, SETUP_FAILED (the grader's problem, explained in SETUP_ERROR) or SERVE_FAILED.
+    """
     sock = socket.socket(fileno=data_fd)
     try:
         _enter_sandbox(data_fd, request)
-    except BaseException:  # report it: a sandbox that cannot be set up is the grader's problem, not the student's
+    except BaseException:
         import traceback
 
-        send_data(sock, torch, {"op": "setup_failed", "error": traceback.format_exc()})
-        raise
-    _serve(sock, request, torch, protocol)
+        with open(os.path.join(request["cwd"], SETUP_ERROR), "w") as f:
+            f.write(traceback.format_exc())
+        return SETUP_FAILED
+    try:
+        _serve(sock, request, torch, protocol)
+    except BaseException:  # e.g. a result that cannot be sent because the submission broke torch.save
+        return SERVE_FAILED
+    return 0
 
 
 def _enter_sandbox(data_fd, request):
@@ -282,7 +383,7 @@ def _enter_sandbox(data_fd, request):
                 _mirror(pid, by_signal)
             if by_signal:
                 _libc().mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
-    sys.stdout = sys.stderr = _CappedText()
+    sys.stdout = sys.stderr = _Discard()
     _set_limits(request["limits"])
     _disarm()
     _install_audit_hook(request["policy"], os.getcwd(), "/proc/" + os.readlink("/proc/self"))
@@ -316,13 +417,27 @@ def _install_audit_hook(policy, cwd, proc_self):
     """
     import posix
 
-    lstat, readlink, getcwd, getpid, fspath = posix.lstat, posix.readlink, posix.getcwd, posix.getpid, posix.fspath
+    lstat, readlink, getcwd, getpid, fspath = (
+        posix.lstat,
+        posix.readlink,
+        posix.getcwd,
+        posix.getpid,
+        posix.fspath,
+    )
     read_roots = tuple(policy["read_roots"]) + (cwd,)
     deny_roots = tuple(policy["deny_roots"])
     own = getpid()
     proc_own = (proc_self, "/proc/cpuinfo", "/proc/meminfo", "/proc/stat")
-    denied_events, write_events, read_events, denied_imports = DENIED_EVENTS, WRITE_EVENTS, READ_EVENTS, DENIED_IMPORTS
+    denied_events, write_events, read_events, denied_imports = (
+        DENIED_EVENTS,
+        WRITE_EVENTS,
+        READ_EVENTS,
+        DENIED_IMPORTS,
+    )
     deny = PermissionError
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    # Builtins too are captured: a submission may replace ``builtins.isinstance`` and the like.
+    _isinstance, _str, _bytes, _int = isinstance, str, bytes, int
 
     def under(path, roots):
         for root in roots:
@@ -331,7 +446,7 @@ def _install_audit_hook(policy, cwd, proc_self):
         return False
 
     def real(path):
-        if isinstance(path, bytes):
+        if _isinstance(path, _bytes):
             path = path.decode("utf-8", "surrogateescape")
         if not path.startswith("/"):
             path = getcwd() + "/" + path
@@ -364,14 +479,16 @@ def _install_audit_hook(policy, cwd, proc_self):
         return "/" + "/".join(parts)
 
     def checked(path, write):
-        if path is None or isinstance(path, int):
+        if path is None or _isinstance(path, _int):
             return
-        if not isinstance(path, (str, bytes)):
+        if not _isinstance(path, (_str, _bytes)):
             path = fspath(path)
         full = real(path)
         if write:
             if not (under(full, (cwd,)) or full == "/dev/null"):
-                raise deny(f"the grader's sandbox only lets your code write in its working directory, not {full}")
+                raise deny(
+                    f"the grader's sandbox only lets your code write in its working directory, not {full}"
+                )
             return
         if full.startswith("/proc/"):
             allowed = under(full, proc_own)
@@ -385,8 +502,10 @@ def _install_audit_hook(policy, cwd, proc_self):
             raise deny(f"the grader's sandbox does not allow {event}")
         if event == "open":
             path, mode, flags = args
-            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or (
-                mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if _isinstance(flags, _int):
+                writing = flags & write_flags
+            else:
+                writing = mode is not None and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)
             checked(path, writing)
         elif event in read_events:
             checked(args[0] if args else None, False)
@@ -400,7 +519,13 @@ def _install_audit_hook(policy, cwd, proc_self):
             if args[0] in denied_imports:
                 raise deny(f"the grader's sandbox does not allow importing {args[0]}")
         elif event == "object.__setattr__":
-            if len(args) > 1 and args[1] in ("__code__", "__globals__", "__closure__"):
+            if args[1:2] and args[1] in (
+                "__code__",
+                "__globals__",
+                "__closure__",
+                "__defaults__",
+                "__kwdefaults__",
+            ):
                 raise deny("the grader's sandbox does not allow replacing a function's code")
 
     sys.addaudithook(hook)
@@ -460,8 +585,9 @@ def _dispatch(message, student, protocol, torch):
     if op == "value":
         return student.value(message["name"])
     if op == "describe":
-        info = student.describe(message["target"], tuple(message["args"]), dict(message["kwargs"]),
-                                tuple(message["attrs"]))
+        info = student.describe(
+            message["target"], tuple(message["args"]), dict(message["kwargs"]), tuple(message["attrs"])
+        )
         return _fields(info)
     if op == "call":
         fields = dict(message["call"])
@@ -480,6 +606,10 @@ def _serve(sock, request, torch, protocol):
             message = recv_data(sock, torch)
         except EOFError:
             return
+        except Exception as exc:  # the request itself is at fault: a grader bug, not the student's
+            error = f"the worker could not read the grader's request ({type(exc).__name__}: {exc})"
+            send_data(sock, torch, {"ok": False, "error": error + "; tell your instructor"})
+            continue
         if message["op"] == "load":
             for index, chunk in enumerate(message["chunks"]):
                 error = _run_chunk(chunk, namespace, protocol, request["time_limit"])

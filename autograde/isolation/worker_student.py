@@ -48,7 +48,7 @@ class WorkerStudent:
             self._child = None
 
     def _worker(self) -> Child:
-        """The live child, started (and its definitions run) if needed; a cell that hangs or crashes is skipped."""
+        """The live child, started (definitions run) if needed; a cell that hangs or crashes is left out."""
         while self._child is None:
             chunks = [(i, c) for i, c in enumerate(self.source.chunks) if i not in self._skipped]
             child = self.zygote.spawn(self.timeout)
@@ -68,8 +68,11 @@ class WorkerStudent:
                 index, chunk = chunks[position]
                 self._skipped.add(index)
                 child.kill()
-                how = (f"did not finish within {self.timeout:g} s" if isinstance(exc, WorkerTimeout)
-                       else f"stopped the grader's worker process ({exc})")
+                how = (
+                    f"did not finish within {self.timeout:g} s"
+                    if isinstance(exc, WorkerTimeout)
+                    else f"stopped the grader's worker process ({exc})"
+                )
                 self.incidents.append(Incident("definition", f"{chunk.label} {how}; it was skipped."))
                 continue
             self._child = child
@@ -86,16 +89,23 @@ class WorkerStudent:
             reply = child.recv(self.timeout + self.zygote.limits.grace)
         except WorkerTimeout:
             self._replace()
-            return self._give_up(target, f"`{target}` did not finish within {self.timeout:g} s, so the grader "
-                                         "stopped it (an endless loop, or far too slow?)")
+            return self._give_up(
+                target,
+                f"`{target}` did not finish within {self.timeout:g} s, so the grader "
+                "stopped it (an endless loop, or far too slow?)",
+            )
         except WorkerCrashed as exc:
             self._replace()
             self.incidents.append(Incident("crash", f"{target}: the worker {exc}"))
-            raise StudentError(f"running your `{target}` ended the grader's worker process: it {exc}.") from None
+            raise StudentError(
+                f"running your `{target}` ended the grader's worker process: it {exc}."
+            ) from None
         except wire.WorkerProtocolError as exc:
             self._replace()
             self.incidents.append(Incident("protocol", f"{target}: {exc}"))
-            raise StudentError(f"your `{target}` sent back something the grader cannot read ({exc}).") from None
+            raise StudentError(
+                f"your `{target}` sent back something the grader cannot read ({exc})."
+            ) from None
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             self._replace()
             raise StudentError(f"your `{target}` sent back something the grader cannot read.")
@@ -123,20 +133,30 @@ class WorkerStudent:
     def value(self, name: str) -> Any:
         return self._request({"op": "value", "name": name}, name)
 
-    def describe(self, target: str, args: tuple = (), kwargs: dict | None = None,
-                 attrs: tuple[str, ...] = ()) -> ModuleInfo:
-        message = {"op": "describe", "target": target, "args": tuple(args), "kwargs": dict(kwargs or {}),
-                   "attrs": tuple(attrs)}
+    def describe(
+        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+    ) -> ModuleInfo:
+        message = {
+            "op": "describe",
+            "target": target,
+            "args": tuple(args),
+            "kwargs": dict(kwargs or {}),
+            "attrs": tuple(attrs),
+        }
         try:
             return wire.module_info(self._request(message, target))
         except wire.WorkerProtocolError as exc:
-            raise StudentError(f"your `{target}` sent back a description the grader cannot read ({exc}).") from None
+            raise StudentError(
+                f"your `{target}` sent back a description the grader cannot read ({exc})."
+            ) from None
 
     def call(self, call: Call) -> CallResult:
         try:
             result = wire.call_result(self._request(wire.call_message(call), call.target))
         except wire.WorkerProtocolError as exc:
-            raise StudentError(f"your `{call.target}` sent back a result the grader cannot read ({exc}).") from None
+            raise StudentError(
+                f"your `{call.target}` sent back a result the grader cannot read ({exc})."
+            ) from None
         if call.forbidden:
             words = {name.rsplit(".", 1)[-1]: name for name in call.forbidden if name in FORBIDDEN_CALLS}
             seen = self.source.mentions(call.target, words)

@@ -1,0 +1,238 @@
+"""The student bundle: exactly what students receive, to a folder or a zip, checked for leaks first.
+
+It holds the release notebooks (``<assignment>/``), the ``course_utils`` package with a ``pyproject.toml`` to
+install it, and a README for students. :func:`leaks` looks for anything instructors keep: nbgrader's solution
+and hidden-test markers, any line of a solution region or hidden test of the source notebooks, any code line
+of the references or graders, and any file of ``autograde/``. :func:`build_bundle` refuses a leaky bundle.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MARKERS = (
+    "### BEGIN SOLUTION",
+    "### END SOLUTION",
+    "### BEGIN HIDDEN TESTS",
+    "### END HIDDEN TESTS",
+    "import autograde",
+    "from autograde",
+)
+REGIONS = (("### BEGIN SOLUTION", "### END SOLUTION"), ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"))
+MIN_SECRET_LINE = 20  # shorter lines (``return x + out``, ``super().__init__()``) say too little to count
+
+STUDENT_PYPROJECT = """[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "attention-course-utils"
+version = "0.1.0"
+description = "Helpers for the attention-for-vision course notebooks (data, training, plots, checks)."
+requires-python = ">=3.10"
+dependencies = ["torch>=2.1", "torchvision>=0.16", "numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.65"]
+
+[tool.setuptools.packages.find]
+include = ["course_utils*"]
+"""
+
+STUDENT_README = """# Attention for computer vision: the notebooks
+
+Each folder holds one assignment notebook: {assignments}.
+
+## Set up
+
+On your machine (Python 3.10 or newer), from this folder:
+
+    python -m venv .venv && source .venv/bin/activate
+    pip install torch torchvision        # see pytorch.org for a CUDA build
+    pip install . jupyterlab
+    jupyter lab
+
+On Google Colab, upload a notebook and run its first cell: it installs `course_utils` itself.
+
+CIFAR-10 is downloaded on first use. Set `COURSE_FAST=1` to run a notebook end to end in a few minutes on a
+CPU (trainings are cut short, so the accuracies mean little); leave it unset for the real runs.
+
+## Submitting
+
+Fill in every `# YOUR CODE HERE` and `YOUR ANSWER HERE`, run the checks under each exercise, then save and
+submit the `.ipynb` file. The autograder runs only your functions and classes (not your training cells), so
+keep the names and signatures the notebook gives, and do not delete or copy the answer cells.
+"""
+
+
+def _release_folders(repo: Path) -> list[Path]:
+    release = repo / "assignments"
+    return (
+        sorted(p for p in release.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if release.is_dir()
+        else []
+    )
+
+
+def bundle_files(repo: Path = REPO) -> dict[str, bytes]:
+    """Archive name -> content of the student bundle."""
+    files: dict[str, bytes] = {}
+    folders = _release_folders(repo)
+    if not folders:
+        raise FileNotFoundError(
+            f"no release in {repo / 'assignments'}: run `python -m autograde.release` first"
+        )
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+                files[path.relative_to(folder.parent).as_posix()] = path.read_bytes()
+    for path in sorted((repo / "course_utils").rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            files[path.relative_to(repo).as_posix()] = path.read_bytes()
+    files["pyproject.toml"] = STUDENT_PYPROJECT.encode()
+    files["README.md"] = STUDENT_README.format(assignments=", ".join(f.name for f in folders)).encode()
+    return files
+
+
+# ----------------------------------------------------------------------------------------------- leaks
+def _inside(source: str) -> tuple[list[str], list[str]]:
+    """The lines of ``source`` inside solution / hidden-test regions, and those outside."""
+    inside, outside, depth = [], [], 0
+    for line in source.splitlines():
+        if any(line.strip().startswith(begin) for begin, _ in REGIONS):
+            depth += 1
+        elif any(line.strip().startswith(end) for _, end in REGIONS):
+            depth = max(depth - 1, 0)
+        else:
+            (inside if depth else outside).append(line)
+    return inside, outside
+
+
+def _notebook_lines(repo: Path) -> tuple[set[str], set[str]]:
+    """(secret, given) lines of the source notebooks: solutions and hidden tests, and everything provided."""
+    secret, given = set(), set()
+    for path in sorted((repo / "solutions").glob("*/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            meta = cell.get("metadata", {}).get("nbgrader", {})
+            if cell["cell_type"] == "markdown" and meta.get("solution"):
+                secret.update(source.splitlines())
+                continue
+            inside, outside = _inside(source)
+            secret.update(inside)
+            given.update(outside)
+    return secret, given
+
+
+def _code_lines(path: Path) -> set[str]:
+    """The lines of a module's statements, without docstrings and comments."""
+    source = path.read_text()
+    lines = source.splitlines()
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(getattr(body[0], "value", None), ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return {
+        line
+        for i, line in enumerate(lines, start=1)
+        if i not in docstrings and not line.strip().startswith("#")
+    }
+
+
+def secret_lines(repo: Path = REPO) -> dict[str, str]:
+    """Normalised line -> where it comes from, for every line a student must not receive.
+
+    Lines the release legitimately repeats are not secrets: the source notebooks' provided code (outside
+    solution regions), ``course_utils`` (which ships) and import statements.
+    """
+    secret, given = _notebook_lines(repo)
+    found = {line.strip(): "a solution or hidden test of solutions/" for line in secret}
+    for folder in ("references", "graders"):
+        for path in sorted((repo / "autograde" / folder).glob("*.py")):
+            found.update({line.strip(): f"autograde/{folder}/{path.name}" for line in _code_lines(path)})
+    public = {line.strip() for line in given}
+    for path in (repo / "course_utils").rglob("*.py"):  # shipped by design: its lines are not secrets
+        public.update(line.strip() for line in path.read_text().splitlines())
+    return {
+        line: where
+        for line, where in found.items()
+        if len(line) >= MIN_SECRET_LINE and line not in public and not _is_import(line)
+    }
+
+
+def _is_import(line: str) -> bool:
+    return line.startswith("import ") or (line.startswith("from ") and " import " in line)
+
+
+def _texts(name: str, data: bytes) -> list[str]:
+    """The text a student sees in a file: for a notebook, its cells and outputs."""
+    text = data.decode("utf-8", errors="replace")
+    if not name.endswith(".ipynb"):
+        return [text]
+    try:
+        cells = json.loads(text)["cells"]
+    except (ValueError, KeyError, TypeError):
+        return [text]
+    parts = []
+    for cell in cells:
+        parts.append("".join(cell.get("source", "")))
+        parts.append(json.dumps(cell.get("outputs", [])))
+    return parts
+
+
+def leaks(files: dict[str, bytes], repo: Path = REPO) -> list[str]:
+    """Everything in ``files`` a student must not see, one line each; empty when the bundle is clean."""
+    problems = []
+    secret = secret_lines(repo)
+    instructor = {
+        hashlib.sha256(p.read_bytes()).hexdigest(): p.relative_to(repo).as_posix()
+        for p in (repo / "autograde").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    for name, data in files.items():
+        if name.split("/")[0] in ("autograde", "solutions", "tests"):
+            problems.append(f"{name}: an instructor folder")
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in instructor:
+            problems.append(f"{name}: a copy of {instructor[digest]}")
+        for text in _texts(name, data):
+            problems += [f"{name}: contains {marker!r}" for marker in MARKERS if marker in text]
+            for line in text.splitlines():
+                where = secret.get(line.strip())
+                if where:
+                    problems.append(f"{name}: holds a line of {where}: {line.strip()[:80]!r}")
+    return problems
+
+
+def build_bundle(out: Path, repo: Path = REPO) -> Path:
+    """Write the bundle to ``out`` (a folder, or a zip when it ends in .zip), after checking for leaks."""
+    files = bundle_files(repo)
+    problems = leaks(files, repo)
+    if problems:
+        raise ValueError(
+            "the student bundle would leak instructor material; nothing was written:\n  "
+            + "\n  ".join(problems[:20])
+        )
+    if out.suffix == ".zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in files.items():
+                archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(buf.getvalue())
+        return out
+    for name, data in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return out
