@@ -6,7 +6,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test lint release check-release examples grade bundle clean
+.PHONY: setup demo test test-all lint release grade gradescope bundle bench clean
 
 setup: $(STAMP)
 
@@ -23,11 +23,30 @@ demo: $(STAMP)  ## train the vanilla CNN briefly, release notebook 1 and autogra
 test: $(STAMP)  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
 
+test-all: $(STAMP)  ## the suite, with every example submission through the real nbgrader pipeline (slow)
+	COURSE_PIPELINE_EXAMPLES=all $(PY) -m pytest
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check course_utils autograde tests bench
 
-release: $(STAMP)  ## regenerate assignments/ from solutions/ with nbgrader
+release: $(STAMP)  ## regenerate assignments/ from solutions/ with nbgrader, then the example submissions
 	$(PY) -m autograde.release
+	$(PY) -m autograde.examples
+
+grade: $(STAMP)  ## grade a class: make grade SUBMISSIONS=path/to/submitted [JOBS=4] [OUT=grading]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<notebook | folder | nbgrader submitted/> [JOBS=N] [OUT=dir]"; exit 2; }
+	$(PY) -m autograde grade $(SUBMISSIONS) --jobs $(or $(JOBS),2) --out $(or $(OUT),grading)
+
+gradescope: $(STAMP)  ## build the Gradescope autograder package outputs/autograder.zip
+	$(PY) -m autograde gradescope-zip --out outputs/autograder.zip
+
+bundle: $(STAMP)  ## export what students receive to outputs/student-bundle.zip
+	$(PY) -m autograde student-bundle --out outputs/student-bundle.zip
+
+bench: $(STAMP)  ## the benchmarks: data loader, ViT step time, grader throughput
+	$(PY) -m bench.loader
+	$(PY) -m bench.vit
+	$(PY) -m bench.grading
 
 clean:
 	rm -rf outputs course .pytest_cache

@@ -26,7 +26,8 @@ def describe_difference(actual: object, expected: torch.Tensor) -> str:
     if not actual.is_floating_point():
         return f"got dtype {actual.dtype}, expected a floating-point tensor"
     err = (actual.to(expected.dtype) - expected).abs()
-    return f"largest absolute difference {err.max().item():.3g} (expected values up to {expected.abs().max().item():.3g})"
+    largest = expected.abs().max().item()
+    return f"largest absolute difference {err.max().item():.3g} (expected values up to {largest:.3g})"
 
 
 def assert_matches(

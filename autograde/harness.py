@@ -117,7 +117,8 @@ class _GraderPlugin:
             description = doc[0] if doc else item.name
             if hasattr(item, "callspec"):
                 description += f" [{item.callspec.id}]"
-            outcome = TestOutcome(item.nodeid, _marker_arg(item, "part"), description, float(_marker_arg(item, "points")))
+            points = float(_marker_arg(item, "points"))
+            outcome = TestOutcome(item.nodeid, _marker_arg(item, "part"), description, points)
             self._by_id[item.nodeid] = outcome
             self.outcomes.append(outcome)
 
@@ -140,7 +141,8 @@ class _GraderPlugin:
 def _run_pytest(assignment: str, plugin: _GraderPlugin, *extra: str) -> None:
     args = [
         str(grader_path(assignment)),
-        "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--assert=plain",
+        "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:unraisableexception", "--assert=plain",
+        "--tb=native",
         "--import-mode=importlib", "--rootdir", str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), *extra,
     ]
     sink = io.StringIO()

@@ -28,6 +28,8 @@ def nbgrader(course: Path, *args: str, timeout: float = 3600) -> subprocess.Comp
     """Run ``nbgrader ARGS`` in ``course``; raise with nbgrader's log when it fails."""
     env = {k: v for k, v in os.environ.items() if k != "NBGRADER_EXECUTION"}
     env.setdefault("PYTHONWARNINGS", "ignore")
+    # nbgrader runs `alembic` for its gradebook: find it in this interpreter's environment even when not activated
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True,
         timeout=timeout,
@@ -39,7 +41,7 @@ def nbgrader(course: Path, *args: str, timeout: float = 3600) -> subprocess.Comp
 
 def make_course(course: Path) -> Path:
     """A fresh nbgrader course directory with this course's config and source notebooks."""
-    course.mkdir(parents=True, exist_ok=True)
+    (course / "course").mkdir(parents=True, exist_ok=True)  # holds the gradebook and submissions
     shutil.copy(CONFIG, course / "nbgrader_config.py")
     shutil.copytree(SOLUTIONS, course / "solutions", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))

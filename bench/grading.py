@@ -25,37 +25,14 @@ from pathlib import Path
 
 import nbformat
 
-from autograde.examples import SPECS, Edit, Example, build, example_path, examples
+from autograde.examples import example_path, examples
 from autograde.nbgrader_course import autograde, cell_scores, generate_release, make_course, submit
 
 A = "01_self_attention_cnn"
-FALLBACK_MIX = [  # used until the example spec of notebook 1 exists
-    Example("solution", "", {}),
-    Example("blank", "", {}, blank=True),
-    Example("no_scale", "", {}, edits=(Edit("attention", " / math.sqrt(C)", ""),)),
-    Example("no_residual", "", {}, edits=(Edit("attention", "return x + out", "return out"),)),
-]
-
-
-def mix() -> list[Example]:
-    try:
-        return examples(A) if A in SPECS else FALLBACK_MIX
-    except ModuleNotFoundError:
-        return FALLBACK_MIX
-
-
 def write_class(folder: Path, count: int) -> list[Path]:
     """``count`` notebooks ``student_000.ipynb``..., cycling through the example submissions."""
     folder.mkdir(parents=True, exist_ok=True)
-    notebooks = {}
-    for example in mix():
-        committed = example_path(A, example.name)
-        try:
-            notebooks[example.name] = (
-                nbformat.read(committed, as_version=4) if committed.is_file() else build(A, example)
-            )
-        except ValueError as exc:  # an example whose edit no longer applies to the solution
-            print(f"skipping example {example.name}: {exc}")
+    notebooks = {e.name: nbformat.read(example_path(A, e.name), as_version=4) for e in examples(A)}
     paths = []
     for i, nb in zip(range(count), itertools.cycle(notebooks.values())):
         path = folder / f"student_{i:03d}.ipynb"
@@ -92,10 +69,7 @@ def isolated(folder: Path, out: Path, jobs: int) -> tuple[float, dict[str, float
 
 def with_nbgrader(notebooks: list[Path], scratch: Path) -> tuple[float, dict[str, float]]:
     """Seconds for ``nbgrader autograde`` of ``notebooks`` (release not included) and each student's total."""
-    # nbgrader runs the `alembic` command of its own environment.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     course = make_course(scratch / "course")
-    (course / "course").mkdir(exist_ok=True)  # the gradebook's folder (nbgrader_config.db_url)
     generate_release(course, [A])
     for path in notebooks:
         submit(course, A, path.stem, path)

@@ -175,10 +175,12 @@ def get_loaders(
     ``download`` go to ``load_cifar10``. Validation is the last ``min(1000, N // 10)`` of the N training
     images (the seeds' 49,000 / 1,000 split for CIFAR-10, a tenth for smaller copies); the training loader
     shuffles with ``seed`` and, with ``augment``, crops and flips. Fast mode keeps the first
-    ``FAST_CAPS.train_images`` / ``FAST_CAPS.eval_images`` images of each split.
+    ``FAST_CAPS.train_images`` / ``FAST_CAPS.eval_images`` images of each split and caps the batch size at
+    ``FAST_CAPS.batch_size``.
     """
     data = _load(dataset, root, download)
     train, val, test = _split(data)
+    batch_size = _batch_size(batch_size)
     device = get_device() if device is None else device
     return Loaders(
         TensorLoader(*train, batch_size, train=True, shuffle=True, augment=augment, device=device, seed=seed),
@@ -220,6 +222,7 @@ def torchvision_loaders(
 
     data = _load(dataset, root, download=False)
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = _split(data)
+    batch_size = _batch_size(batch_size)
     plain = T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
     augmented = T.Compose([T.RandomCrop(32, padding=PADDING), T.RandomHorizontalFlip(), plain])
 
@@ -282,6 +285,15 @@ def _split(data: ImageSet) -> tuple[Split, Split, Split]:
     )
     caps = (FAST_CAPS.train_images, FAST_CAPS.eval_images, FAST_CAPS.eval_images)
     return tuple((images[:cap], labels[:cap]) for (images, labels), cap in zip(splits, caps, strict=True))
+
+
+def _batch_size(batch_size: int) -> int:
+    """``batch_size``, capped at ``FAST_CAPS.batch_size`` in fast mode."""
+    if not is_fast_mode() or batch_size <= FAST_CAPS.batch_size:
+        return batch_size
+    _notice_once(f"Notice: fast mode uses batches of {FAST_CAPS.batch_size} (set COURSE_FAST=0 for batches of "
+                 f"{batch_size}).")
+    return FAST_CAPS.batch_size
 
 
 @functools.cache

@@ -17,9 +17,10 @@ class FastCaps:
     """Limits applied in fast mode so a notebook runs end to end on a CPU in seconds."""
 
     epochs: int = 1
-    iterations_per_epoch: int = 8
-    train_images: int = 1024
-    eval_images: int = 256
+    iterations_per_epoch: int = 4
+    batch_size: int = 16
+    train_images: int = 512
+    eval_images: int = 64
     seeds: int = 2
 
 

@@ -154,3 +154,19 @@ def test_integer_inputs_pass_through_unchecked():
     embedding = nn.Embedding(6, 3)
     report = check_module_gradients(embedding, torch.tensor([[0, 2, 5]]))
     assert report.passed and [row.name for row in report.rows] == ["weight"]
+
+
+def test_a_gradient_that_is_zero_up_to_rounding_passes_and_a_wrong_zero_fails():
+    class KeyBias(nn.Module):
+        """softmax(q . (k + b)) over keys: the bias b shifts every score of a row equally, so its gradient is 0."""
+
+        def __init__(self):
+            super().__init__()
+            self.bias = nn.Parameter(torch.randn(3))
+
+        def forward(self, q, k):
+            return (q @ (k + self.bias).T).softmax(dim=-1)
+
+    report = check_module_gradients(KeyBias(), torch.randn(2, 3), torch.randn(4, 3))
+    assert report.passed, str(report)
+    assert not check_module_gradients(ScaledCube(factor=0.0), torch.randn(4, 3)).passed

@@ -217,7 +217,9 @@ def test_fast_mode_caps_the_splits_and_says_so_once(monkeypatch, capsys, cifar_s
         assert len(train.dataset) == FAST_CAPS.train_images
         assert len(val.dataset) == min(FAST_CAPS.eval_images, 517)
         assert len(test.dataset) == FAST_CAPS.eval_images
-    assert capsys.readouterr().out.count("fast mode") == 1
+        assert next(iter(train))[0].shape[0] == FAST_CAPS.batch_size < 64
+    out = capsys.readouterr().out
+    assert out.count("fast mode keeps") == 1 and out.count(f"fast mode uses batches of {FAST_CAPS.batch_size}") == 1
 
 
 def test_synthetic_by_argument_or_environment(monkeypatch, small_synthetic):

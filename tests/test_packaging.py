@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> pip distribution name
@@ -36,7 +37,9 @@ def conda_packages() -> set[str]:
 def test_environment_and_pyproject_name_the_same_packages():
     pip, conda = pyproject_packages(), conda_packages()
     assert pip, "no dependencies read from pyproject.toml"
-    assert conda == pip, f"only in environment.yml: {sorted(conda - pip)}; only in pyproject.toml: {sorted(pip - conda)}"
+    assert conda == pip, (
+        f"only in environment.yml: {sorted(conda - pip)}; only in pyproject.toml: {sorted(pip - conda)}"
+    )
 
 
 def test_environment_pins_python_311():

@@ -58,7 +58,7 @@ def test_release_is_in_sync_with_solutions(fresh_release, assignment):
 def test_release_leaks_no_solution_and_no_hidden_test(assignment):
     source, release = source_notebook(assignment), release_notebook(assignment)
     released = "\n".join(c.source for c in release.cells)
-    for marker in (SOLUTION_BEGIN, SOLUTION_END, HIDDEN_BEGIN, HIDDEN_END, "autograde"):
+    for marker in (SOLUTION_BEGIN, SOLUTION_END, HIDDEN_BEGIN, HIDDEN_END, "from autograde", 'grade("'):
         assert marker not in released, f"the release of {assignment} contains {marker!r}"
     outside = {line.strip() for c in source.cells for line in c.source.splitlines()
                if SOLUTION_BEGIN not in c.source and HIDDEN_BEGIN not in c.source}

@@ -21,6 +21,9 @@ SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 # assignment id -> module of this package holding its EXAMPLES
 SPECS = {
     "01_self_attention_cnn": "self_attention_cnn",
+    "02_multi_head_attention": "multi_head_attention",
+    "03_positional_encoding": "positional_encoding",
+    "04_vision_transformer": "vision_transformer",
 }
 
 

@@ -22,7 +22,7 @@ IMAGE_SIZE = 32
 class Attention(nn.Module):
     """Self-attention over the H*W positions of a feature map, with a residual connection.
 
-    forward: (N, C, H, W) -> (N, C, H, W). ``last_attention`` keeps the (N, H*W, H*W) weights of the last call.
+    forward: (N, C, H, W) -> (N, C, H, W).
     """
 
     def __init__(self, in_channels: int):
