@@ -194,11 +194,13 @@ def leaks(files: dict[str, bytes], repo: Path = REPO) -> list[str]:
     """Everything in ``files`` a student must not see, one line each; empty when the bundle is clean."""
     problems = []
     secret = secret_lines(repo)
-    instructor = {
+    released = {hashlib.sha256(p.read_bytes()).hexdigest() for p in (repo / "assignments").rglob("*") if p.is_file()}
+    instructor = {  # the blank example submissions are the release itself, so they are no secret
         hashlib.sha256(p.read_bytes()).hexdigest(): p.relative_to(repo).as_posix()
         for p in (repo / "autograde").rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     }
+    instructor = {digest: path for digest, path in instructor.items() if digest not in released}
     for name, data in files.items():
         if name.split("/")[0] in ("autograde", "solutions", "tests"):
             problems.append(f"{name}: an instructor folder")

@@ -1,14 +1,18 @@
-"""``make demo``: the course in three minutes, on a CPU, offline.
+"""``make demo``: the course in about five minutes, on a CPU, offline.
 
-1. Trains the seeds' vanilla CNN briefly on the offline data set and writes its training curves and an image grid.
-2. Releases the notebooks with nbgrader and autogrades the example submissions through the real nbgrader
-   pipeline, then prints a score table and where the grades CSV and the feedback are.
+1. Trains the seeds' vanilla CNN briefly on the offline data set; writes its training curves and an image grid.
+2. Releases every notebook with nbgrader and autogrades two example submissions of each (the solution and a
+   realistic mistake) through the real nbgrader pipeline: score table, feedback and grades CSV.
+3. Grades every example submission of every notebook with the isolated grader (``python -m autograde grade``),
+   as an instructor grades a class.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -46,17 +50,24 @@ def train_vanilla_cnn(out: Path, epochs: int, iterations: int) -> None:
     print(f"wrote {out / 'training_curves.png'} and {out / 'images.png'}\n")
 
 
-def autograde_examples(out: Path) -> None:
+def nbgrader_examples(assignment: str) -> list[ex.Example]:
+    """The solution and the first realistic mistake (the examples list the solution, the blank, then mistakes)."""
+    every = ex.examples(assignment)
+    return [every[0], every[2]]
+
+
+def autograde_with_nbgrader(out: Path) -> None:
     course = course_cli.make_course(out / "course")
     table = []
     for assignment in ex.SPECS:
-        print(f"nbgrader: releasing and autograding the example submissions of {assignment} ...", flush=True)
+        print(f"nbgrader: releasing {assignment} and autograding two example submissions ...", flush=True)
         course_cli.generate_release(course, [assignment])
-        for example in ex.examples(assignment):
+        chosen = nbgrader_examples(assignment)
+        for example in chosen:
             course_cli.submit(course, assignment, example.name, ex.example_path(assignment, example.name))
         course_cli.autograde(course, assignment)
         scores = course_cli.cell_scores(course, assignment)
-        for example in ex.examples(assignment):
+        for example in chosen:
             mine = [s for s in scores if s.student == example.name and s.cell in example.expected]
             earned = sum(s.auto_score or 0 for s in mine)
             possible = sum(s.max_score for s in mine)
@@ -67,7 +78,19 @@ def autograde_examples(out: Path) -> None:
     print(f"\n{'assignment':<24} {'submission':<{width}}  auto score  what it is")
     for assignment, name, earned, possible, description in table:
         print(f"{assignment:<24} {name:<{width}}  {earned:>4g} / {possible:<4g} {description}")
-    print(f"\ngrades CSV: {grades}\nfeedback:   {course / 'course' / 'feedback'}")
+    print(f"\nnbgrader grades CSV: {grades}\nnbgrader feedback:   {course / 'course' / 'feedback'}\n")
+
+
+def grade_class_in_isolation(out: Path) -> None:
+    """Every example submission as one class folder (student id = file name), graded by ``python -m autograde``."""
+    folder = out / "class"
+    folder.mkdir()
+    for assignment in ex.SPECS:
+        for example in ex.examples(assignment):
+            shutil.copy(ex.example_path(assignment, example.name), folder / f"{assignment}-{example.name}.ipynb")
+    print(f"isolated grader: {len(list(folder.iterdir()))} submissions in {folder}", flush=True)
+    subprocess.run([sys.executable, "-m", "autograde", "grade", str(folder), "--out", str(out / "grading")],
+                   check=True)
 
 
 def main() -> None:
@@ -81,7 +104,8 @@ def main() -> None:
     args.out.mkdir(parents=True)
     train_vanilla_cnn(args.out, args.epochs, args.iterations)
     if not args.skip_grading:
-        autograde_examples(args.out)
+        autograde_with_nbgrader(args.out)
+        grade_class_in_isolation(args.out)
 
 
 if __name__ == "__main__":
