@@ -27,6 +27,7 @@ from course_utils.synthetic import make_synthetic_cifar
 
 DATASETS = ("cifar10", "synthetic")
 PADDING = 4
+SHIFTS = 2 * PADDING + 1  # crop offsets per axis
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -102,14 +103,15 @@ class TensorLoader:
         order = torch.randperm(n, generator=self._generator) if self.shuffle else torch.arange(n)
         order = order.to(self.device)
         if self.augment:  # drawn on the CPU for the whole epoch: the same numbers on every device
-            offsets = torch.randint(0, 2 * PADDING + 1, (2, n), generator=self._generator).to(self.device)
-            flips = (torch.rand(n, generator=self._generator) < 0.5).to(self.device)
+            top, left = torch.randint(0, SHIFTS, (2, n), generator=self._generator)
+            flip = torch.rand(n, generator=self._generator) < 0.5
+            crops = ((top * SHIFTS + left) * 2 + flip).to(self.device)  # (n,) rows of _crop_table
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = slice(start, start + self.batch_size)
             index = order[batch]
             images = self.dataset.images.index_select(0, index)  # much faster than images[index] for uint8
             if self.augment:
-                images = _crop_and_flip(images, offsets[0, batch], offsets[1, batch], flips[batch])
+                images = _crop_and_flip(images, crops[batch])
             x = images.float().mul_(self._scale).add_(self._shift)
             yield x, self.dataset.labels.index_select(0, index)
 
@@ -135,18 +137,29 @@ def _check_inputs(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
 
 
-def _crop_and_flip(
-    images: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor
-) -> torch.Tensor:
-    """Crop ``(B, C, H, W)`` images at ``(top, left)`` (each ``(B,)``) of their zero-padded copies,
-    mirrored where ``flip``."""
+def _crop_and_flip(images: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
+    """Crop ``(B, C, H, W)`` images from their zero-padded copies, each as its row of ``_crop_table`` says
+    (``crops`` is ``(B,)``)."""
     b, c, h, w = images.shape
     padded = F.pad(images, (PADDING,) * 4).flatten(2)  # (B, C, (H + 2p) * (W + 2p))
-    rows = torch.arange(h, device=images.device)
-    cols = torch.arange(w, device=images.device)
-    cols = torch.where(flip[:, None], cols.flip(0), cols) + left[:, None]  # (B, W)
-    index = (rows + top[:, None])[:, :, None] * (w + 2 * PADDING) + cols[:, None, :]  # (B, H, W)
+    index = _crop_table(h, w, images.device).index_select(0, crops)  # (B, H * W)
     return padded.gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+
+
+@functools.cache
+def _crop_table(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Pixel indices into a flattened zero-padded ``(H + 2p, W + 2p)`` image of every crop, ``(SHIFTS * SHIFTS
+    * 2, H * W)``: row ``(top * SHIFTS + left) * 2 + flip`` is the crop at ``(top, left)``, mirrored if ``flip``.
+
+    One lookup per batch instead of building the indices each time (a fifth of the loader's time on CPU).
+    """
+    rows = torch.arange(height).view(1, 1, 1, height, 1)
+    top = torch.arange(SHIFTS).view(SHIFTS, 1, 1, 1, 1)
+    left = torch.arange(SHIFTS).view(1, SHIFTS, 1, 1, 1)
+    cols = torch.arange(width)
+    cols = torch.stack([cols, cols.flip(0)]).view(1, 1, 2, 1, width)
+    table = (rows + top) * (width + 2 * PADDING) + cols + left  # (SHIFTS, SHIFTS, 2, H, W)
+    return table.view(-1, height * width).to(device)
 
 
 class Loaders(NamedTuple):
