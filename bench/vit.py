@@ -6,13 +6,14 @@ everywhere; the same parameters but for torchvision's learned class token and po
 random batches: the median of ``--repeats`` timed windows that alternate between the models, and the ratio
 (goal: the reference at most 1.1x slower).
 
-Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizer``, ``RECIPE_CONFIG``, augmented
-loaders, gradient clipping) for ``--epochs`` epochs on the full-size copy in
+Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizer``, ``RECIPE_CONFIG``, its batch size,
+augmentation from ``RECIPE_AUGMENT_FROM_EPOCHS`` epochs on, gradient clipping) for ``--epochs`` epochs on the
+full-size copy in
 ``../shared/data/cifar10-approx``, then the test accuracy and the wall time per epoch; ``--save`` writes the
 checkpoint. Run from the repository root:
 
     python -m bench.vit [--device cpu|cuda] [--batch-size 128] [--steps 10] [--repeats 3]
-    python -m bench.vit --accuracy [--root DIR] [--epochs 2] [--save vit_checkpoint.pt]
+    python -m bench.vit --accuracy [--root DIR] [--epochs 2] [--batch-size 32] [--save vit_checkpoint.pt]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from course_utils.training import check_accuracy, count_parameters, train
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-approx"
 SIZE = dict(patch_size=4, embed_dim=128, num_layers=6, num_heads=4, dim_feedforward=256, dropout=0.1)
+SPEED_BATCH_SIZE = 128
 
 
 def torchvision_vit() -> nn.Module:
@@ -85,8 +87,9 @@ class Stepper:
 def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
     """Windows alternate between the models, so a change in machine load affects both alike."""
     set_seed(0)
+    batch_size = args.batch_size or SPEED_BATCH_SIZE
     models = {"reference ViT": ref.VisionTransformer(**SIZE), "torchvision ViT": torchvision_vit()}
-    steppers = {name: Stepper(model, args.batch_size, device) for name, model in models.items()}
+    steppers = {name: Stepper(model, batch_size, device) for name, model in models.items()}
     for stepper in steppers.values():
         stepper.rate(2)  # warm-up
     windows: dict[str, list[float]] = {name: [] for name in models}
@@ -94,14 +97,14 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
         for name, stepper in steppers.items():
             windows[name].append(stepper.rate(args.steps))
     print(
-        f"device {device}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.steps} steps x "
+        f"device {device}, {torch.get_num_threads()} threads, batch {batch_size}, {args.steps} steps x "
         f"{args.repeats} alternating windows (median)"
     )
     rates = {name: statistics.median(values) for name, values in windows.items()}
     for name, model in models.items():
         print(
             f"{name:<16} {count_parameters(model):>9,} parameters {rates[name]:>8.2f} steps/s "
-            f"{rates[name] * args.batch_size:>9.0f} images/s"
+            f"{rates[name] * batch_size:>9.0f} images/s"
         )
     ratio = rates["torchvision ViT"] / rates["reference ViT"]
     print(f"time per step, reference / torchvision: {ratio:.2f}x (goal: at most 1.10x)")
@@ -109,14 +112,16 @@ def bench_speed(args: argparse.Namespace, device: torch.device) -> None:
 
 def bench_accuracy(args: argparse.Namespace, device: torch.device) -> None:
     set_seed(0)
-    loaders = get_loaders(args.batch_size, dataset="cifar10", root=args.root, device=device, augment=True)
+    batch_size = args.batch_size or ref.RECIPE_BATCH_SIZE
+    augment = args.epochs >= ref.RECIPE_AUGMENT_FROM_EPOCHS
+    loaders = get_loaders(batch_size, dataset="cifar10", root=args.root, device=device, augment=augment)
     model = ref.VisionTransformer(**ref.RECIPE_CONFIG)
     optimizer, scheduler = ref.recipe_optimizer(model, args.epochs, len(loaders.train))
     print(
         f"recipe: VisionTransformer({ref.RECIPE_CONFIG}), {count_parameters(model):,} parameters; "
         f"AdamW lr {ref.RECIPE_LR:g}, wd {ref.RECIPE_WEIGHT_DECAY:g}, warm-up {ref.RECIPE_WARMUP:g} "
-        f"then cosine, clip {ref.RECIPE_CLIP_GRAD_NORM:g}, crop + flip; {args.epochs} epochs of "
-        f"{len(loaders.train)} steps (batch {args.batch_size}) on {args.root}, device {device}"
+        f"then cosine, clip {ref.RECIPE_CLIP_GRAD_NORM:g}, {'crop + flip' if augment else 'no augmentation'}; "
+        f"{args.epochs} epochs of {len(loaders.train)} steps (batch {batch_size}) on {args.root}, device {device}"
     )
     history = train(
         model,
@@ -145,7 +150,12 @@ def main() -> None:
     parser.add_argument(
         "--device", default=None, help="cpu or cuda (default: speed on cpu, accuracy on the best)"
     )
-    parser.add_argument("--batch-size", type=int, default=ref.RECIPE_BATCH_SIZE)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"default: {SPEED_BATCH_SIZE} (speed), the recipe's {ref.RECIPE_BATCH_SIZE} (accuracy)",
+    )
     parser.add_argument("--steps", type=int, default=10, help="timed steps per window (speed)")
     parser.add_argument("--repeats", type=int, default=3, help="timed windows (speed)")
     parser.add_argument(

@@ -25,8 +25,10 @@ from torchvision.models.vision_transformer import Encoder, EncoderBlock
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 from autograde.references import vision_transformer as ref
+from tests.notebook_cells import nbgrader_meta, source_notebook
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-5)
+VIT_NOTEBOOK = "04_vision_transformer"
 
 
 def randomize(module: nn.Module, seed: int) -> nn.Module:
@@ -297,3 +299,26 @@ def test_recipe_warms_up_then_decays_to_almost_zero():
     assert all(a < b for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=True))
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))
     assert lrs[0] < 0.1 * max(lrs) and lrs[-1] < 0.01 * max(lrs)
+
+
+def learning_rates(recipe_optimizer, steps: int) -> list[float]:
+    """The learning rate of each of ``steps`` steps of ``recipe_optimizer`` over 2 epochs."""
+    optimizer, scheduler = recipe_optimizer(nn.Linear(2, 2), 2, steps // 2)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_the_notebook_runs_the_reference_recipe():
+    """The locked recipe cell of notebook 4 is the recipe that ``bench.vit --accuracy`` measures."""
+    cell = next(c for c in source_notebook(VIT_NOTEBOOK).cells if nbgrader_meta(c).get("grade_id") == "recipe")
+    notebook: dict = {"math": math, "torch": torch, "nn": nn}
+    exec(cell.source, notebook)
+    constants = [name for name in vars(ref) if name.startswith("RECIPE_")]
+    assert constants == [name for name in notebook if name.startswith("RECIPE_")]
+    for name in constants:
+        assert notebook[name] == getattr(ref, name), name
+    assert learning_rates(notebook["recipe_optimizer"], 40) == learning_rates(ref.recipe_optimizer, 40)
