@@ -8,9 +8,8 @@ random batches: the median of ``--repeats`` timed windows that alternate between
 
 Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizer``, ``RECIPE_CONFIG``, its batch size,
 augmentation from ``RECIPE_AUGMENT_FROM_EPOCHS`` epochs on, gradient clipping) for ``--epochs`` epochs on the
-full-size copy in
-``../shared/data/cifar10-approx``, then the test accuracy and the wall time per epoch; ``--save`` writes the
-checkpoint. Run from the repository root:
+full-size copy in ``../shared/data/cifar10-approx``, then the test accuracy and the wall time per epoch;
+``--save`` writes the checkpoint. Run from the repository root:
 
     python -m bench.vit [--device cpu|cuda] [--batch-size 128] [--steps 10] [--repeats 3]
     python -m bench.vit --accuracy [--root DIR] [--epochs 2] [--batch-size 32] [--save vit_checkpoint.pt]
