@@ -28,7 +28,6 @@ from autograde.references import vision_transformer as ref
 from tests.notebook_cells import nbgrader_meta, source_notebook
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-5)
-VIT_NOTEBOOK = "04_vision_transformer"
 
 
 def randomize(module: nn.Module, seed: int) -> nn.Module:
@@ -264,6 +263,16 @@ def test_rollout_averages_the_heads_and_keeps_rows_stochastic():
         ref.attention_rollout([])
 
 
+def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
+    """The learning rate of each of ``steps`` optimizer steps, the scheduler stepping after each."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
 def test_recipe_decays_only_the_matrices():
     model = ref.VisionTransformer(embed_dim=16, num_layers=2, num_heads=2, dim_feedforward=32, pool="cls")
     optimizer, _ = ref.recipe_optimizer(model, epochs=1, steps_per_epoch=10)
@@ -277,22 +286,14 @@ def test_recipe_decays_only_the_matrices():
 
 @pytest.mark.parametrize("total", [1, 2, 10])
 def test_recipe_schedules_even_a_handful_of_steps(total):
-    optimizer, scheduler = ref.recipe_optimizer(nn.Linear(2, 2), 1, total, lr=1e-3)
-    for _ in range(total):
-        assert 0 < optimizer.param_groups[0]["lr"] <= 1e-3
-        optimizer.step()
-        scheduler.step()
+    lrs = learning_rates(*ref.recipe_optimizer(nn.Linear(2, 2), 1, total, lr=1e-3), total)
+    assert all(0 < lr <= 1e-3 for lr in lrs)
 
 
 def test_recipe_warms_up_then_decays_to_almost_zero():
     model = nn.Linear(2, 2)
     epochs, steps = 3, 20
-    optimizer, scheduler = ref.recipe_optimizer(model, epochs, steps, lr=2e-3, warmup=0.25)
-    lrs = []
-    for _ in range(epochs * steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = learning_rates(*ref.recipe_optimizer(model, epochs, steps, lr=2e-3, warmup=0.25), epochs * steps)
     peak = lrs.index(max(lrs))
     assert max(lrs) == pytest.approx(2e-3)
     assert abs(peak - 0.25 * epochs * steps) <= 1
@@ -301,24 +302,15 @@ def test_recipe_warms_up_then_decays_to_almost_zero():
     assert lrs[0] < 0.1 * max(lrs) and lrs[-1] < 0.01 * max(lrs)
 
 
-def learning_rates(recipe_optimizer, steps: int) -> list[float]:
-    """The learning rate of each of ``steps`` steps of ``recipe_optimizer`` over 2 epochs."""
-    optimizer, scheduler = recipe_optimizer(nn.Linear(2, 2), 2, steps // 2)
-    lrs = []
-    for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
-
-
 def test_the_notebook_runs_the_reference_recipe():
     """The locked recipe cell of notebook 4 is the recipe that ``bench.vit --accuracy`` measures."""
-    cell = next(c for c in source_notebook(VIT_NOTEBOOK).cells if nbgrader_meta(c).get("grade_id") == "recipe")
+    cells = source_notebook("04_vision_transformer").cells
+    cell = next(c for c in cells if nbgrader_meta(c).get("grade_id") == "recipe")
     notebook: dict = {"math": math, "torch": torch, "nn": nn}
     exec(cell.source, notebook)
     constants = [name for name in vars(ref) if name.startswith("RECIPE_")]
     assert constants == [name for name in notebook if name.startswith("RECIPE_")]
     for name in constants:
         assert notebook[name] == getattr(ref, name), name
-    assert learning_rates(notebook["recipe_optimizer"], 40) == learning_rates(ref.recipe_optimizer, 40)
+    notebook_lrs = learning_rates(*notebook["recipe_optimizer"](nn.Linear(2, 2), 2, 20), 40)
+    assert notebook_lrs == learning_rates(*ref.recipe_optimizer(nn.Linear(2, 2), 2, 20), 40)
