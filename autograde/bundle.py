@@ -36,7 +36,7 @@ name = "attention-course-utils"
 version = "0.1.0"
 description = "Helpers for the attention-for-vision course notebooks (data, training, plots, checks)."
 requires-python = ">=3.10"
-dependencies = ["torch>=2.1", "torchvision>=0.16", "numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.65"]
+dependencies = ["torch>=2.9", "torchvision>=0.24", "numpy>=1.24", "matplotlib>=3.7", "tqdm>=4.65"]
 
 [tool.setuptools.packages.find]
 include = ["course_utils*"]

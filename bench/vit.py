@@ -6,7 +6,7 @@ everywhere; the same parameters but for torchvision's learned class token and po
 random batches: the median of ``--repeats`` timed windows that alternate between the models, and the ratio
 (goal: the reference at most 1.1x slower).
 
-Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizer``, ``RECIPE_CONFIG``, its batch size,
+Accuracy (``--accuracy``): the notebook's recipe (``recipe_optimizers``, ``RECIPE_CONFIG``, its batch size,
 augmentation from ``RECIPE_AUGMENT_FROM_EPOCHS`` epochs on, gradient clipping) for ``--epochs`` epochs on the
 full-size copy in ``../shared/data/cifar10-approx``, then the test accuracy and the wall time per epoch;
 ``--save`` writes the checkpoint. Run from the repository root:
@@ -115,20 +115,21 @@ def bench_accuracy(args: argparse.Namespace, device: torch.device) -> None:
     augment = args.epochs >= ref.RECIPE_AUGMENT_FROM_EPOCHS
     loaders = get_loaders(batch_size, dataset="cifar10", root=args.root, device=device, augment=augment)
     model = ref.VisionTransformer(**ref.RECIPE_CONFIG)
-    optimizer, scheduler = ref.recipe_optimizer(model, args.epochs, len(loaders.train))
+    optimizers, schedulers = ref.recipe_optimizers(model, args.epochs, len(loaders.train))
     print(
         f"recipe: VisionTransformer({ref.RECIPE_CONFIG}), {count_parameters(model):,} parameters; "
-        f"AdamW lr {ref.RECIPE_LR:g}, wd {ref.RECIPE_WEIGHT_DECAY:g}, warm-up {ref.RECIPE_WARMUP:g} "
-        f"then cosine, clip {ref.RECIPE_CLIP_GRAD_NORM:g}, {'crop + flip' if augment else 'no augmentation'}; "
+        f"Muon (encoder matrices) + AdamW, lr {ref.RECIPE_LR:g}, wd {ref.RECIPE_WEIGHT_DECAY:g}, "
+        f"warm-up {ref.RECIPE_WARMUP:g} then cosine, clip {ref.RECIPE_CLIP_GRAD_NORM:g}, "
+        f"{'crop + flip' if augment else 'no augmentation'}; "
         f"{args.epochs} epochs of {len(loaders.train)} steps (batch {batch_size}) on {args.root}, device {device}"
     )
     history = train(
         model,
-        optimizer,
+        optimizers,
         loaders.train,
         loaders.val,
         epochs=args.epochs,
-        scheduler=scheduler,
+        scheduler=schedulers,
         clip_grad_norm=ref.RECIPE_CLIP_GRAD_NORM,
         print_every=len(loaders.train) // 2,
         verbose=True,

@@ -157,31 +157,41 @@ def _training_device(model: nn.Module, loader: Iterable, device: torch.device | 
 
 def _update(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizers: Sequence[torch.optim.Optimizer],
     scaler: torch.amp.GradScaler,
     loss: torch.Tensor,
     clip_grad_norm: float | None,
 ) -> None:
-    """One optimizer step on ``loss``: backward (scaled for fp16), optional clipping, step."""
-    optimizer.zero_grad(set_to_none=True)
+    """One step of every optimizer on ``loss``: backward (scaled for fp16), optional clipping, steps."""
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if clip_grad_norm is not None:
-        scaler.unscale_(optimizer)
+        for optimizer in optimizers:
+            scaler.unscale_(optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-    scaler.step(optimizer)
+    for optimizer in optimizers:
+        scaler.step(optimizer)
     scaler.update()
+
+
+def _as_tuple(value: Any) -> tuple:
+    """``value`` itself as a 1-tuple, a list or tuple of values as a tuple, ``None`` as ``()``."""
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
 def train(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
     loader_train: Iterable,
     loader_val: Iterable | None = None,
     *,
     epochs: int = 1,
     print_every: int = 100,
     device: torch.device | str | None = None,
-    scheduler: Any = None,
+    scheduler: Any | Sequence[Any] = None,
     clip_grad_norm: float | None = None,
     amp: bool = True,
     channels_last: bool = False,
@@ -191,13 +201,18 @@ def train(
     """Train ``model`` with cross-entropy on batches ``(x (N, C, H, W), y (N,))`` of ``loader_train``.
 
     Every ``print_every`` iterations (and after the last step) prints the loss and checks accuracy on
-    ``loader_val``. ``scheduler.step()`` runs after every optimizer step. ``device`` defaults to the one
+    ``loader_val``. ``optimizer`` may be a list (each owning some of the parameters, as Muon and AdamW
+    do together); every one steps on every batch, then every ``scheduler`` (one, a list, or ``None``)
+    steps; ``history.lr`` follows the first optimizer's first group. ``device`` defaults to the one
     ``loader_train`` declares (``.device``), else the model's; the model moves there. On CUDA, ``amp``
     trains under autocast (bf16 when supported, else fp16 with a GradScaler) and ``channels_last``
     switches the memory format; on the CPU both are no-ops.
     """
     device = _training_device(model, loader_train, device)
     epochs, max_iters_per_epoch = _fast_caps(epochs, max_iters_per_epoch, verbose)
+    optimizers, schedulers = _as_tuple(optimizer), _as_tuple(scheduler)
+    if not optimizers:
+        raise ValueError("train needs an optimizer, e.g. torch.optim.Adam(model.parameters(), lr=1e-3).")
     iters = len(loader_train) if max_iters_per_epoch is None else min(len(loader_train), max_iters_per_epoch)
     if iters == 0:
         raise ValueError("loader_train is empty; check the data set and its batch size.")
@@ -238,10 +253,10 @@ def train(
                         f"The loss became {loss_value} at epoch {epoch}, iteration {t}: training diverged. "
                         "Lower the learning rate (try 10x smaller) or pass clip_grad_norm=1.0."
                     )
-                _update(model, optimizer, scaler, loss, clip_grad_norm)
-                history.lr.append(optimizer.param_groups[0]["lr"])
-                if scheduler is not None:
-                    scheduler.step()
+                _update(model, optimizers, scaler, loss, clip_grad_norm)
+                history.lr.append(optimizers[0].param_groups[0]["lr"])
+                for schedule in schedulers:
+                    schedule.step()
                 history.loss.append(loss_value)
                 history.steps += 1
                 correct += int((scores.argmax(dim=1) == y).sum())

@@ -44,3 +44,11 @@ def test_environment_and_pyproject_name_the_same_packages():
 
 def test_environment_pins_python_311():
     assert "  - python=3.11" in (REPO / "environment.yml").read_text().splitlines()
+
+
+def test_the_student_bundle_requires_what_the_project_requires():
+    """Students install course_utils from the bundle: it needs the same versions (torch.optim.Muon: 2.9)."""
+    from autograde.bundle import STUDENT_PYPROJECT
+
+    student = tomllib.loads(STUDENT_PYPROJECT)["project"]["dependencies"]
+    assert student == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]

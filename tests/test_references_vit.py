@@ -263,37 +263,50 @@ def test_rollout_averages_the_heads_and_keeps_rows_stochastic():
         ref.attention_rollout([])
 
 
-def learning_rates(optimizer: torch.optim.Optimizer, scheduler, steps: int) -> list[float]:
-    """The learning rate of each of ``steps`` optimizer steps, the scheduler stepping after each."""
+def tiny_vit(pool: str = "mean") -> ref.VisionTransformer:
+    return ref.VisionTransformer(img_size=8, embed_dim=16, num_layers=2, num_heads=2, dim_feedforward=32, pool=pool)
+
+
+def learning_rates(optimizers: list, schedulers: list, steps: int) -> list[list[float]]:
+    """Each optimizer's learning rate at each of ``steps`` steps, every scheduler stepping after each step."""
     lrs = []
     for _ in range(steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+        lrs.append([o.param_groups[0]["lr"] for o in optimizers])
+        for optimizer in optimizers:
+            optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
     return lrs
 
 
-def test_recipe_decays_only_the_matrices():
-    model = ref.VisionTransformer(embed_dim=16, num_layers=2, num_heads=2, dim_feedforward=32, pool="cls")
-    optimizer, _ = ref.recipe_optimizer(model, epochs=1, steps_per_epoch=10)
-    decay, no_decay = optimizer.param_groups
-    linears = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+def test_recipe_gives_muon_the_encoder_matrices_and_adamw_the_rest():
+    model = tiny_vit(pool="cls")
+    (muon, adamw), schedulers = ref.recipe_optimizers(model, epochs=1, steps_per_epoch=10)
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    assert [s.optimizer for s in schedulers] == [muon, adamw]
+    encoder_matrices = {id(m.weight) for m in model.layers.modules() if isinstance(m, nn.Linear)}
+    assert {id(p) for p in muon.param_groups[0]["params"]} == encoder_matrices
+    assert muon.defaults["adjust_lr_fn"] == "match_rms_adamw"
+    assert muon.defaults["weight_decay"] == ref.RECIPE_WEIGHT_DECAY
+    decay, no_decay = adamw.param_groups
     assert decay["weight_decay"] == ref.RECIPE_WEIGHT_DECAY and no_decay["weight_decay"] == 0.0
-    assert {id(p) for p in decay["params"]} == {id(w) for w in linears}
+    assert {id(p) for p in decay["params"]} == {id(model.patch_embed.proj.weight), id(model.head.weight)}
     assert any(p is model.cls_token for p in no_decay["params"])
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    groups = [muon.param_groups[0]["params"], decay["params"], no_decay["params"]]
+    assert sorted(id(p) for group in groups for p in group) == sorted(id(p) for p in model.parameters())
 
 
 @pytest.mark.parametrize("total", [1, 2, 10])
 def test_recipe_schedules_even_a_handful_of_steps(total):
-    lrs = learning_rates(*ref.recipe_optimizer(nn.Linear(2, 2), 1, total, lr=1e-3), total)
-    assert all(0 < lr <= 1e-3 for lr in lrs)
+    lrs = learning_rates(*ref.recipe_optimizers(tiny_vit(), 1, total, lr=1e-3), total)
+    assert all(0 < lr <= 1e-3 for step in lrs for lr in step)
 
 
-def test_recipe_warms_up_then_decays_to_almost_zero():
-    model = nn.Linear(2, 2)
+def test_recipe_warms_up_then_decays_to_almost_zero_both_optimizers_alike():
     epochs, steps = 3, 20
-    lrs = learning_rates(*ref.recipe_optimizer(model, epochs, steps, lr=2e-3, warmup=0.25), epochs * steps)
+    both = learning_rates(*ref.recipe_optimizers(tiny_vit(), epochs, steps, lr=2e-3, warmup=0.25), epochs * steps)
+    assert all(muon == adamw for muon, adamw in both)
+    lrs = [muon for muon, _ in both]
     peak = lrs.index(max(lrs))
     assert max(lrs) == pytest.approx(2e-3)
     assert abs(peak - 0.25 * epochs * steps) <= 1
@@ -312,5 +325,11 @@ def test_the_notebook_runs_the_reference_recipe():
     assert constants == [name for name in notebook if name.startswith("RECIPE_")]
     for name in constants:
         assert notebook[name] == getattr(ref, name), name
-    notebook_lrs = learning_rates(*notebook["recipe_optimizer"](nn.Linear(2, 2), 2, 20), 40)
-    assert notebook_lrs == learning_rates(*ref.recipe_optimizer(nn.Linear(2, 2), 2, 20), 40)
+    notebook_optimizers, notebook_schedulers = notebook["recipe_optimizers"](tiny_vit(), 2, 20)
+    optimizers, schedulers = ref.recipe_optimizers(tiny_vit(), 2, 20)
+    assert [type(o) for o in notebook_optimizers] == [type(o) for o in optimizers]
+    for mine, theirs in zip(notebook_optimizers, optimizers, strict=True):
+        assert mine.defaults == theirs.defaults
+        assert [len(g["params"]) for g in mine.param_groups] == [len(g["params"]) for g in theirs.param_groups]
+    notebook_lrs = learning_rates(notebook_optimizers, notebook_schedulers, 40)
+    assert notebook_lrs == learning_rates(optimizers, schedulers, 40)

@@ -179,6 +179,26 @@ def test_train_steps_the_scheduler_after_every_optimizer_step():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**8)
 
 
+def test_train_steps_every_optimizer_and_every_scheduler_of_a_list():
+    x, y = blobs(40, seed=5)
+    model = linear_model()
+    weight, bias = model[1].weight, model[1].bias
+    before = weight.detach().clone(), bias.detach().clone()
+    first = torch.optim.SGD([weight], lr=0.1)
+    second = torch.optim.SGD([bias], lr=0.2)
+    schedulers = [torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=g) for o, g in ((first, 0.5), (second, 0.1))]
+    history = train(model, [first, second], batches(x, y, 10), scheduler=schedulers, epochs=2, verbose=False)
+    assert not torch.equal(weight, before[0]) and not torch.equal(bias, before[1])
+    assert history.lr == pytest.approx([0.1 * 0.5**k for k in range(8)])
+    assert second.param_groups[0]["lr"] == pytest.approx(0.2 * 0.1**8)
+
+
+def test_train_without_an_optimizer_says_what_to_pass():
+    x, y = blobs(10, seed=5)
+    with pytest.raises(ValueError, match="needs an optimizer"):
+        train(linear_model(), [], batches(x, y, 10), verbose=False)
+
+
 class NormRecordingSGD(torch.optim.SGD):
     """SGD that records the total gradient norm it is asked to apply."""
 
@@ -205,6 +225,17 @@ def test_train_clips_the_gradient_norm(clip):
         assert max(optimizer.norms) > 0.5, "the test data must produce large gradients"
     else:
         assert max(optimizer.norms) <= clip * (1 + 1e-5)
+
+
+def test_train_clips_the_norm_over_all_the_optimizers_parameters():
+    x, y = blobs(40, seed=6)
+    torch.manual_seed(0)
+    model = linear_model()
+    optimizers = [NormRecordingSGD([model[1].weight], lr=1e-3), NormRecordingSGD([model[1].bias], lr=1e-3)]
+    train(model, optimizers, batches(20 * x, y, 10), clip_grad_norm=0.5, verbose=False)
+    totals = [math.hypot(a, b) for a, b in zip(*(o.norms for o in optimizers), strict=True)]
+    assert len(totals) == 4 and max(totals) <= 0.5 * (1 + 1e-5)
+    assert min(optimizers[1].norms) > 0, "both optimizers must see a gradient"
 
 
 def test_amp_and_channels_last_are_no_ops_on_the_cpu():

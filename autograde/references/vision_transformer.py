@@ -125,9 +125,10 @@ class VisionTransformer(nn.Module):
         return self.head(x)  # (N, num_classes)
 
 
-# The training recipe: AdamW, a linear warm-up then a cosine decay, gradient clipping, small batches, no
-# dropout, and random crops and flips (get_loaders(augment=True)) on schedules of RECIPE_AUGMENT_FROM_EPOCHS
-# epochs or more (they slow the first epochs down and pay off later; weight decay regularises short runs).
+# The training recipe: Muon for the encoder layers' weight matrices and AdamW for the other parameters, one
+# linear warm-up then cosine decay for both, gradient clipping, small batches, no dropout, and random crops and
+# flips (get_loaders(augment=True)) on schedules of RECIPE_AUGMENT_FROM_EPOCHS epochs or more (they slow the
+# first epochs down and pay off later; weight decay regularises short runs).
 RECIPE_CONFIG = dict(
     img_size=32,
     patch_size=4,
@@ -146,7 +147,7 @@ RECIPE_WARMUP = 0.1
 RECIPE_CLIP_GRAD_NORM = 1.0
 
 
-def recipe_optimizer(
+def recipe_optimizers(
     model: nn.Module,
     epochs: int,
     steps_per_epoch: int,
@@ -154,17 +155,29 @@ def recipe_optimizer(
     lr: float = RECIPE_LR,
     weight_decay: float = RECIPE_WEIGHT_DECAY,
     warmup: float = RECIPE_WARMUP,
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW and its schedule: a linear warm-up over the first ``warmup`` of the steps to ``lr``, then a
-    cosine decay to zero at the last step. Call ``scheduler.step()`` after every optimizer step.
+) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
+    """Muon and AdamW, and a schedule for each: a linear warm-up over the first ``warmup`` of the steps to
+    ``lr``, then a cosine decay to zero at the last step. Pass both lists to ``train``.
 
-    Weight decay applies to the matrices (parameters with two dimensions) only, not to biases, LayerNorm
-    weights or the class token.
+    Muon takes the weight matrices of ``model.layers`` (attention and MLP); its updates are rescaled to the
+    size of AdamW's (``adjust_lr_fn="match_rms_adamw"``), so one ``lr`` and one ``weight_decay`` serve both.
+    AdamW takes the rest: the patch embedding and the head with weight decay, biases, LayerNorm weights and
+    the class token without.
     """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim == 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim != 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    hidden = {id(p) for p in model.layers.parameters() if p.requires_grad and p.ndim == 2}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden]
+    muon = torch.optim.Muon(
+        [p for p in model.parameters() if id(p) in hidden],
+        lr=lr,
+        weight_decay=weight_decay,
+        adjust_lr_fn="match_rms_adamw",
+    )
+    adamw = torch.optim.AdamW(
+        [
+            {"params": [p for p in rest if p.ndim == 2], "weight_decay": weight_decay},
+            {"params": [p for p in rest if p.ndim != 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
     )
     total = max(epochs * steps_per_epoch, 1)
     warm = max(round(warmup * total), 1)
@@ -174,7 +187,8 @@ def recipe_optimizer(
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(total - warm, 1), 1.0)))
 
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    optimizers = [muon, adamw]
+    return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
 
 def attention_rollout(weights: Sequence[torch.Tensor]) -> torch.Tensor:
