@@ -33,12 +33,17 @@ release: $(STAMP)  ## regenerate assignments/ from solutions/ with nbgrader, the
 	$(PY) -m autograde.release
 	$(PY) -m autograde.examples
 
-grade: $(STAMP)  ## grade a class: make grade SUBMISSIONS=path/to/submitted [JOBS=4] [OUT=grading]
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<notebook | folder | nbgrader submitted/> [JOBS=N] [OUT=dir]"; exit 2; }
-	$(PY) -m autograde grade $(SUBMISSIONS) --jobs $(or $(JOBS),2) --out $(or $(OUT),grading)
+# Settings left empty take the defaults of autograde/settings.py (python -m autograde grade --help lists them).
+LIMIT_OPTIONS = $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(MEMORY),--memory-mb $(MEMORY)) \
+	$(if $(BUDGET),--submission-seconds $(BUDGET))
+GRADE_OPTIONS = $(if $(JOBS),--jobs $(JOBS)) $(LIMIT_OPTIONS)
 
-gradescope: $(STAMP)  ## build the Gradescope autograder package outputs/autograder.zip
-	$(PY) -m autograde gradescope-zip --out outputs/autograder.zip
+grade: $(STAMP)  ## grade a class: make grade SUBMISSIONS=path [JOBS=4] [TIMEOUT=30] [MEMORY=2048] [BUDGET=300] [OUT=grading]
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<notebook | folder | nbgrader submitted/> [JOBS=N] [TIMEOUT=s] [MEMORY=MiB] [BUDGET=s] [OUT=dir]"; exit 2; }
+	$(PY) -m autograde grade $(SUBMISSIONS) $(GRADE_OPTIONS) --out $(or $(OUT),grading)
+
+gradescope: $(STAMP)  ## build the Gradescope autograder package outputs/autograder.zip [TIMEOUT=30] [MEMORY=2048]
+	$(PY) -m autograde gradescope-zip --out outputs/autograder.zip $(LIMIT_OPTIONS)
 
 bundle: $(STAMP)  ## export what students receive to outputs/student-bundle.zip
 	$(PY) -m autograde student-bundle --out outputs/student-bundle.zip

@@ -1,7 +1,7 @@
 """``python -m autograde``: grade a class in sandboxes, build a Gradescope autograder, export the bundle.
 
-python -m autograde grade PATH... [--assignment ID] [--jobs N] [--timeout S] [--memory-mb M] [--out DIR]
-python -m autograde gradescope-zip --out autograder.zip [--assignment ID]
+python -m autograde grade PATH... [--assignment ID] [--jobs N] [--timeout S] [--memory-mb M] [--out DIR] ...
+python -m autograde gradescope-zip --out autograder.zip [--assignment ID] [--timeout S] [--memory-mb M] ...
 python -m autograde student-bundle --out DIR|ZIP
 """
 
@@ -12,51 +12,79 @@ import sys
 import time
 from pathlib import Path
 
+from autograde import course, settings
+from autograde.isolation.worker.confine import PROTECTIONS
+
 
 def _grade(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from autograde.isolation.batch import assign, assignments, catalog, discover, grade_batch, sandbox_for
-    from autograde.isolation.sandbox import Limits, SandboxError
-    from autograde.outputs import summary_text, write_run
+    from autograde import eval_data
+    from autograde.catalog import catalog
+    from autograde.isolation.batch import DuplicateStudents, assign, discover, grade_batch, sandbox_for, unreadable
+    from autograde.isolation.sandbox import SandboxError
+    from autograde.outputs import write_run
 
     torch.set_num_threads(1)
+    chosen = settings.from_arguments(args)
     start = time.monotonic()
-    known = [args.assignment] if args.assignment else assignments()
-    submissions = discover(args.paths, known)
+    known = [args.assignment] if args.assignment else course.ids()
+    try:
+        submissions = discover(args.paths, known)
+    except (DuplicateStudents, FileNotFoundError) as exc:
+        print(f"nothing was graded: {exc}", file=sys.stderr)
+        return 2
     if not submissions:
         print(
-            "no notebooks found: pass .ipynb files, folders of them or an nbgrader submitted/ folder",
-            file=sys.stderr,
+            "no notebooks found: pass .ipynb files, folders of them or an nbgrader submitted/ folder", file=sys.stderr
         )
         return 2
-    limits = Limits(timeout=args.timeout, memory_mb=args.memory_mb)
-    zygote = sandbox_for(submissions, limits, [args.out.resolve()], namespaces=not args.no_namespaces)
+    hide = [args.out.resolve(), *([args.eval_data.resolve()] if args.eval_data else [])]
+    zygote = sandbox_for(
+        submissions, chosen, hide, disable=tuple(args.disable), allow_unprotected=args.allow_unprotected
+    )
     try:
         catalogs = {a: catalog(a) for a in known}
-        pairs = assign(submissions, catalogs, args.assignment)
+        triples = assign(submissions, catalogs, args.assignment, chosen)
+        resources = {}
+        if any(course.get(a).extra_files for _, a, _ in triples if a):
+            try:  # prepared before any student code runs
+                resources[eval_data.RESOURCE] = eval_data.prepare(args.eval_data)
+            except eval_data.EvaluationDataUnavailable as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+        zygote.wait_ready()
+        print(zygote.protections.text(), file=sys.stderr)
+        pairs = [(s, a) for s, a, _ in triples if a]
         bar = tqdm(total=len(pairs), unit="submission", desc="grading", file=sys.stderr, disable=args.quiet)
-        results = grade_batch(pairs, catalogs, zygote, jobs=args.jobs, progress=lambda _: bar.update())
-    except SandboxError as exc:
-        print(
-            f"grading stopped: the sandbox failed, not a submission; no scores were written.\n{exc}",
-            file=sys.stderr,
+        graded = iter(
+            grade_batch(pairs, catalogs, zygote, jobs=chosen.jobs, progress=lambda _: bar.update(), resources=resources)
         )
+        bar.close()
+    except SandboxError as exc:
+        print(f"grading stopped: the sandbox failed, not a submission; no scores were written.\n{exc}", file=sys.stderr)
         return 3
     finally:
         zygote.close()
-    bar.close()
-    data = write_run(args.out, results, time.monotonic() - start)
-    print(summary_text(data))
+    results = [next(graded) if a else unreadable(s, None, None, why) for s, a, why in triples]
+    summary = write_run(args.out, results, time.monotonic() - start, hide_choices=args.hide_choices)
+    print(summary)
     print(f"Wrote {args.out / 'grades.csv'} and feedback under {args.out}/<assignment>/<student>/")
     return 0
+
+
+def _gradescope_options(args: argparse.Namespace) -> dict:
+    return {
+        "chosen": settings.from_arguments(args),
+        "hide_choices": args.hide_choices,
+        "allow_unprotected": args.allow_unprotected,
+    }
 
 
 def _gradescope_zip(args: argparse.Namespace) -> int:
     from autograde.gradescope import build_autograder_zip
 
-    path = build_autograder_zip(args.out, args.assignment)
+    path = build_autograder_zip(args.out, args.assignment, **_gradescope_options(args))
     print(f"Wrote {path}: upload it as the assignment's autograder (Ubuntu base image).")
     return 0
 
@@ -64,7 +92,7 @@ def _gradescope_zip(args: argparse.Namespace) -> int:
 def _gradescope_run(args: argparse.Namespace) -> int:
     from autograde.gradescope import run_submission
 
-    result = run_submission(args.submission, args.results, args.assignment, args.timeout)
+    result = run_submission(args.submission, args.results, args.assignment, **_gradescope_options(args))
     print(f"{result.student}: {result.earned:g} / {result.possible:g}")
     return 0
 
@@ -75,6 +103,19 @@ def _student_bundle(args: argparse.Namespace) -> int:
     path = build_bundle(args.out)
     print(f"Wrote the student bundle to {path}")
     return 0
+
+
+def _sandbox_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-unprotected",
+        action="store_true",
+        help="grade even where no protection of the filesystem is available (only for code you trust)",
+    )
+    p.add_argument(
+        "--hide-choices",
+        action="store_true",
+        help="do not show students whether their multiple-choice answers are right (Gradescope: after the due date)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,33 +129,40 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="notebooks, folders of notebooks (one per student) or an nbgrader submitted/ folder",
     )
-    g.add_argument("--assignment", help="the assignment id (default: recognised from each notebook)")
-    g.add_argument("--jobs", type=int, default=2, help="submissions graded in parallel (default 2)")
-    g.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds per call into student code (default 30)"
-    )
-    g.add_argument(
-        "--memory-mb", type=int, default=2048, help="memory per worker beyond torch (default 2048)"
-    )
+    g.add_argument("--assignment", choices=course.ids(), help="the assignment (default: recognised from each notebook)")
+    settings.add_arguments(g)
     g.add_argument("--out", type=Path, default=Path("grading"), help="output folder (default ./grading)")
     g.add_argument(
-        "--no-namespaces",
-        action="store_true",
-        help="do not use Linux namespaces even where available (rlimits and audit hook only)",
+        "--eval-data",
+        type=Path,
+        help="a private held-out set (.npz with uint8 'images' and 'labels') to evaluate checkpoints on, "
+        "instead of the CIFAR-10 test split in $COURSE_DATA",
     )
+    g.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        choices=PROTECTIONS,
+        metavar="PROTECTION",
+        help=f"switch a protection off (for testing; one of {', '.join(PROTECTIONS)})",
+    )
+    _sandbox_options(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(run=_grade)
 
     z = sub.add_parser("gradescope-zip", help="build a Gradescope autograder package")
     z.add_argument("--out", type=Path, default=Path("autograder.zip"))
-    z.add_argument("--assignment", help="grade only this assignment (default: recognised from the notebook)")
+    z.add_argument("--assignment", choices=course.ids(), help="grade only this assignment (default: recognised)")
+    settings.add_arguments(z, only=("timeout", "memory_mb", "submission_seconds", "file_mb", "notebook_mb", "code_kb"))
+    _sandbox_options(z)
     z.set_defaults(run=_gradescope_zip)
 
     r = sub.add_parser("gradescope-run", help="(used by run_autograder) grade one Gradescope submission")
     r.add_argument("--submission", type=Path, default=Path("/autograder/submission"))
     r.add_argument("--results", type=Path, default=Path("/autograder/results/results.json"))
-    r.add_argument("--assignment")
-    r.add_argument("--timeout", type=float, default=30.0)
+    r.add_argument("--assignment", choices=course.ids())
+    settings.add_arguments(r)
+    _sandbox_options(r)
     r.set_defaults(run=_gradescope_run)
 
     b = sub.add_parser("student-bundle", help="export what students receive, to a folder or a .zip")

@@ -15,16 +15,17 @@ import json
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from autograde import course, notebooks
+
+REPO = course.REPO
 MARKERS = (
-    "### BEGIN SOLUTION",
-    "### END SOLUTION",
-    "### BEGIN HIDDEN TESTS",
-    "### END HIDDEN TESTS",
+    notebooks.SOLUTION_BEGIN,
+    notebooks.SOLUTION_END,
+    notebooks.HIDDEN_BEGIN,
+    notebooks.HIDDEN_END,
     "import autograde",
     "from autograde",
 )
-REGIONS = (("### BEGIN SOLUTION", "### END SOLUTION"), ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"))
 MIN_SECRET_LINE = 20  # shorter lines (``return x + out``, ``super().__init__()``) say too little to count
 
 STUDENT_PYPROJECT = """[build-system]
@@ -69,12 +70,8 @@ keep the names and signatures the notebook gives, and do not delete or copy the 
 
 
 def _release_folders(repo: Path) -> list[Path]:
-    release = repo / "assignments"
-    return (
-        sorted(p for p in release.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if release.is_dir()
-        else []
-    )
+    """The release folder of every assignment of the course registry that has been released."""
+    return [repo / "assignments" / a for a in course.ids() if (repo / "assignments" / a).is_dir()]
 
 
 def bundle_files(repo: Path = REPO) -> dict[str, bytes]:
@@ -82,9 +79,7 @@ def bundle_files(repo: Path = REPO) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     folders = _release_folders(repo)
     if not folders:
-        raise FileNotFoundError(
-            f"no release in {repo / 'assignments'}: run `python -m autograde.release` first"
-        )
+        raise FileNotFoundError(f"no release in {repo / 'assignments'}: run `python -m autograde.release` first")
     for folder in folders:
         for path in sorted(folder.rglob("*")):
             if path.is_file() and ".ipynb_checkpoints" not in path.parts:
@@ -98,30 +93,16 @@ def bundle_files(repo: Path = REPO) -> dict[str, bytes]:
 
 
 # ----------------------------------------------------------------------------------------------- leaks
-def _inside(source: str) -> tuple[list[str], list[str]]:
-    """The lines of ``source`` inside solution / hidden-test regions, and those outside."""
-    inside, outside, depth = [], [], 0
-    for line in source.splitlines():
-        if any(line.strip().startswith(begin) for begin, _ in REGIONS):
-            depth += 1
-        elif any(line.strip().startswith(end) for _, end in REGIONS):
-            depth = max(depth - 1, 0)
-        else:
-            (inside if depth else outside).append(line)
-    return inside, outside
-
-
 def _notebook_lines(repo: Path) -> tuple[set[str], set[str]]:
     """(secret, given) lines of the source notebooks: solutions and hidden tests, and everything provided."""
     secret, given = set(), set()
     for path in sorted((repo / "solutions").glob("*/*.ipynb")):
         for cell in json.loads(path.read_text())["cells"]:
-            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell["cell_type"] == "markdown" and meta.get("solution"):
+            source = notebooks.source(cell)
+            if cell["cell_type"] == "markdown" and notebooks.is_answer(cell):
                 secret.update(source.splitlines())
                 continue
-            inside, outside = _inside(source)
+            inside, outside = notebooks.inside_regions(source)
             secret.update(inside)
             given.update(outside)
     return secret, given
@@ -142,11 +123,7 @@ def _code_lines(path: Path) -> set[str]:
             and isinstance(body[0].value.value, str)
         ):
             docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
-    return {
-        line
-        for i, line in enumerate(lines, start=1)
-        if i not in docstrings and not line.strip().startswith("#")
-    }
+    return {line for i, line in enumerate(lines, start=1) if i not in docstrings and not line.strip().startswith("#")}
 
 
 def secret_lines(repo: Path = REPO) -> dict[str, str]:
@@ -157,9 +134,10 @@ def secret_lines(repo: Path = REPO) -> dict[str, str]:
     """
     secret, given = _notebook_lines(repo)
     found = {line.strip(): "a solution or hidden test of solutions/" for line in secret}
-    for folder in ("references", "graders"):
-        for path in sorted((repo / "autograde" / folder).glob("*.py")):
-            found.update({line.strip(): f"autograde/{folder}/{path.name}" for line in _code_lines(path)})
+    for path in sorted((repo / "autograde" / "assignments").glob("*/*.py")):
+        if path.name != "__init__.py":
+            where = path.relative_to(repo).as_posix()
+            found.update({line.strip(): where for line in _code_lines(path)})
     public = {line.strip() for line in given}
     for path in (repo / "course_utils").rglob("*.py"):  # shipped by design: its lines are not secrets
         public.update(line.strip() for line in path.read_text().splitlines())
@@ -222,8 +200,7 @@ def build_bundle(out: Path, repo: Path = REPO) -> Path:
     problems = leaks(files, repo)
     if problems:
         raise ValueError(
-            "the student bundle would leak instructor material; nothing was written:\n  "
-            + "\n  ".join(problems[:20])
+            "the student bundle would leak instructor material; nothing was written:\n  " + "\n  ".join(problems[:20])
         )
     if out.suffix == ".zip":
         buf = io.BytesIO()

@@ -11,30 +11,25 @@ never holds the graders.
 from __future__ import annotations
 
 import json
+import sys
 import zipfile
 from pathlib import Path
 
 import torch
 import torchvision
 
-from autograde.isolation.batch import (
-    Submission,
-    SubmissionResult,
-    assign,
-    assignments,
-    catalog,
-    grade_submission,
-    prepare_grading_process,
-    sandbox_for,
-)
-from autograde.isolation.sandbox import Limits
-from autograde.nbgrader_course import RELEASE
+from autograde import course, eval_data, settings
+from autograde.catalog import catalog
+from autograde.isolation.batch import Submission, assign, grade_batch, prepare_grading_process, sandbox_for, unreadable
+from autograde.isolation.sandbox import SandboxError
 from autograde.outputs import gradescope_results
+from autograde.results import SubmissionResult
+from autograde.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = course.REPO
 PACKAGES = ("autograde", "course_utils")
-EXCLUDED = ("autograde/examples", "__pycache__", ".ipynb_checkpoints")
-REQUIREMENTS = ("numpy", "matplotlib", "tqdm", "nbformat", "pytest")
+EXCLUDED = ("__pycache__", ".ipynb_checkpoints")
+REQUIREMENTS = ("numpy", "matplotlib", "tqdm", "nbformat", "pytest", "ipython")
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
@@ -46,15 +41,20 @@ python3 -m pip install --quiet --break-system-packages {torch} --index-url "$CPU
     || python3 -m pip install --quiet {torch} --index-url "$CPU"
 python3 -m pip install --quiet --break-system-packages -r requirements.txt \\
     || python3 -m pip install --quiet -r requirements.txt
+# The CIFAR-10 test split, to evaluate trained checkpoints on (the build has a network; grading has none).
+python3 -c "import torchvision; torchvision.datasets.CIFAR10('/autograder/source/data', train=False, download=True)"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this once per submission. AUTOGRADER_ROOT and AUTOGRADER_PYTHON let it run locally too.
 set -euo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+# Only root may enter the autograder's folders: sandboxed workers run as users of their own.
+chmod 700 "$ROOT"
 cd "$ROOT/source"
+export COURSE_DATA="${{COURSE_DATA:-$ROOT/source/data}}"
 exec "${{AUTOGRADER_PYTHON:-python3}}" -m autograde gradescope-run --submission "$ROOT/submission" \\
-    --results "$ROOT/results/results.json"{assignment}
+    --results "$ROOT/results/results.json"{options}
 """
 
 
@@ -62,38 +62,46 @@ def _version(module) -> str:
     return module.__version__.split("+")[0]
 
 
-def package_files(assignment: str | None = None) -> dict[str, bytes]:
+def package_files(
+    assignment: str | None = None,
+    chosen: Settings = settings.DEFAULTS,
+    hide_choices: bool = False,
+    allow_unprotected: bool = False,
+) -> dict[str, bytes]:
     """Archive name -> content of everything the autograder image needs."""
     files: dict[str, bytes] = {}
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*")):
             name = path.relative_to(REPO).as_posix()
-            if (
-                path.is_file()
-                and not any(part in name for part in EXCLUDED)
-                and path.suffix in (".py", ".ini")
-            ):
+            if path.is_file() and not any(part in name for part in EXCLUDED) and path.suffix in (".py", ".ini"):
                 files[name] = path.read_bytes()
-    for path in sorted(RELEASE.rglob("*.ipynb")):
+    for path in sorted(course.RELEASE.rglob("*.ipynb")):
         name = path.relative_to(REPO).as_posix()
         if ".ipynb_checkpoints" not in name and (assignment is None or path.parent.name == assignment):
             files[name] = path.read_bytes()
     torch_pins = f"torch=={_version(torch)} torchvision=={_version(torchvision)}"
     files["requirements.txt"] = "\n".join(REQUIREMENTS).encode() + b"\n"
     files["setup.sh"] = SETUP_SH.format(torch=torch_pins).encode()
-    files["run_autograder"] = RUN_AUTOGRADER.format(
-        assignment=f" --assignment {assignment}" if assignment else ""
-    ).encode()
+    options = chosen.as_arguments() + (["--assignment", assignment] if assignment else [])
+    options += ["--hide-choices"] * hide_choices + ["--allow-unprotected"] * allow_unprotected
+    files["run_autograder"] = RUN_AUTOGRADER.format(options="".join(f" {o}" for o in options)).encode()
     return files
 
 
-def build_autograder_zip(out: Path, assignment: str | None = None) -> Path:
-    """Write the Gradescope autograder zip (``setup.sh`` and ``run_autograder`` at its root)."""
-    if assignment is not None and assignment not in assignments():
-        raise ValueError(f"no grader for {assignment!r}; choose one of {', '.join(assignments())}")
+def build_autograder_zip(
+    out: Path,
+    assignment: str | None = None,
+    chosen: Settings = settings.DEFAULTS,
+    hide_choices: bool = False,
+    allow_unprotected: bool = False,
+) -> Path:
+    """Write the Gradescope autograder zip (``setup.sh`` and ``run_autograder`` at its root); ``run_autograder``
+    grades with ``chosen`` settings."""
+    if assignment is not None:
+        course.get(assignment)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in package_files(assignment).items():
+        for name, data in package_files(assignment, chosen, hide_choices, allow_unprotected).items():
             info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
             info.external_attr = (0o755 if name in ("setup.sh", "run_autograder") else 0o644) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -101,37 +109,61 @@ def build_autograder_zip(out: Path, assignment: str | None = None) -> Path:
     return out
 
 
-def _no_notebook(results: Path, message: str) -> SubmissionResult:
-    result = SubmissionResult("submission", "", "", error=message, problems=[message])
+def _write(results: Path, result: SubmissionResult, hide_choices: bool) -> SubmissionResult:
     results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps({**gradescope_results(result), "output": message}, indent=2))
+    results.write_text(json.dumps(gradescope_results(result, hide_choices), indent=2))
     return result
 
 
 def run_submission(
-    submission: Path, results: Path, assignment: str | None = None, timeout: float = 30.0
+    submission: Path,
+    results: Path,
+    assignment: str | None = None,
+    chosen: Settings = settings.DEFAULTS,
+    hide_choices: bool = False,
+    allow_unprotected: bool = False,
 ) -> SubmissionResult:
-    """Grade the notebook in ``submission`` (a Gradescope submission folder) and write ``results``."""
+    """Grade the notebook in ``submission`` (a Gradescope submission folder) and write ``results``.
+
+    Whatever happens (no notebook, an unrecognised one, a sandbox that cannot start), ``results`` is written,
+    with a message that says what happened.
+    """
     prepare_grading_process()
     notebooks = sorted(p for p in submission.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not notebooks:
-        return _no_notebook(results, "No .ipynb file was submitted: upload the assignment's notebook.")
-    known = [assignment] if assignment else assignments()
+        empty = Submission("submission", submission)
+        return _write(
+            results,
+            unreadable(empty, assignment, None, "no .ipynb file was submitted: upload the assignment's notebook"),
+            hide_choices,
+        )
+    known = [assignment] if assignment else course.ids()
     catalogs = {a: catalog(a) for a in known}
-    problem = ""
-    for notebook in notebooks:  # the first notebook that is recognisably one of the assignments
+    triples = assign([Submission("submission", nb) for nb in notebooks], catalogs, assignment, chosen)
+    sub, chosen_assignment, reason = next((t for t in triples if t[1]), triples[0])
+    if chosen_assignment is None:
+        return _write(results, unreadable(sub, None, None, reason), hide_choices)
+    resources = {}
+    if course.get(chosen_assignment).extra_files:
         try:
-            sub, chosen = assign([Submission("submission", notebook)], catalogs, assignment)[0]
-            break
-        except ValueError as exc:
-            problem = str(exc)
-    else:
-        return _no_notebook(results, problem)
-    zygote = sandbox_for([sub], Limits(timeout=timeout), hide=[results.parent.resolve()])
+            resources[eval_data.RESOURCE] = eval_data.prepare()
+        except eval_data.EvaluationDataUnavailable:
+            pass  # the checkpoint tests say so themselves
+    zygote = sandbox_for(
+        [sub], chosen, hide=[results.parent.resolve(), submission.resolve()], allow_unprotected=allow_unprotected
+    )
     try:
-        result = grade_submission(sub, chosen, catalogs[chosen], zygote)
+        zygote.wait_ready()
+        print(zygote.protections.text(), file=sys.stderr)  # for the instructor: Gradescope's stdout and stderr
+        result = grade_batch([(sub, chosen_assignment)], catalogs, zygote, jobs=1, resources=resources)[0]
+    except SandboxError as exc:
+        result = unreadable(
+            sub,
+            chosen_assignment,
+            catalogs[chosen_assignment],
+            f"the autograder's sandbox is not available, so nothing was run; your instructor must "
+            f"fix the autograder ({str(exc).splitlines()[0]})",
+        )
     finally:
         zygote.close()
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(gradescope_results(result), indent=2))
-    return result
+    return _write(results, result, hide_choices)

@@ -1,9 +1,11 @@
 """Run the pytest graders of one part of an assignment against a submission and report the points.
 
 Each grader test carries two markers: ``@pytest.mark.part("attention")`` (the nbgrader ``grade_id`` of the
-hidden test cell that runs it) and ``@pytest.mark.points(2)``. A test earns its points when it passes and
-nothing otherwise; the part's score is the sum. Tests reach the submission only through the ``student``
-fixture (see :mod:`autograde.student`).
+hidden test cell that runs it, without ``_tests``) and ``@pytest.mark.points(2)``. A test earns its points
+when it passes and nothing otherwise; the part's score is the sum. Tests reach the submission only through
+fixtures: ``student`` (the :class:`~autograde.student.Student` protocol), ``submission_dir`` (the folder of
+files handed in beside the notebook, read here on the trusted side) and ``resources`` (data the grading run
+prepared before any student code ran, such as the evaluation images).
 """
 
 from __future__ import annotations
@@ -17,60 +19,20 @@ from typing import Any
 
 import pytest
 
-from autograde.student import InProcessStudent, Student, StudentError
+from autograde import course, settings
+from autograde.results import GradingFailure, Kind, PartReport, StudentError, TestOutcome, TestSpec
+from autograde.student import InProcessStudent, Student
 
-GRADERS_DIR = Path(__file__).parent / "graders"
-
-
-@dataclass
-class TestOutcome:
-    """One grader test: what it checks (its docstring's first line), its points and why it failed."""
-
-    name: str
-    part: str
-    description: str
-    points: float
-    earned: float = 0.0
-    message: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.earned == self.points
+PYTEST_INI = Path(__file__).parent / "graders.ini"
 
 
 @dataclass
-class PartReport:
-    """The outcomes of one part's tests, in the order they ran."""
+class Context:
+    """What the grader tests of one submission may use (see the module docstring)."""
 
-    assignment: str
-    part: str
-    outcomes: list[TestOutcome] = field(default_factory=list)
-
-    @property
-    def earned(self) -> float:
-        return sum(o.earned for o in self.outcomes)
-
-    @property
-    def possible(self) -> float:
-        return sum(o.points for o in self.outcomes)
-
-    def text(self) -> str:
-        lines = [f"Autograder: {self.assignment} / {self.part}"]
-        for o in self.outcomes:
-            mark = "PASS" if o.passed else "FAIL"
-            lines.append(f"  [{mark}] {o.description} ({o.earned:g}/{o.points:g})")
-            if o.message:
-                lines.extend(f"         {line}" for line in o.message.splitlines())
-        lines.append(f"Score: {self.earned:g} / {self.possible:g}")
-        return "\n".join(lines)
-
-
-def grader_path(assignment: str) -> Path:
-    """The grader module of an assignment: ``autograde/graders/test_<assignment>.py``."""
-    path = GRADERS_DIR / f"test_{assignment}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"no grader for assignment {assignment!r}: expected {path}")
-    return path
+    student: Student
+    submission_dir: Path | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def _marker_arg(item: pytest.Item, name: str) -> Any:
@@ -80,18 +42,20 @@ def _marker_arg(item: pytest.Item, name: str) -> Any:
     return marker.args[0]
 
 
-def _failure_message(excinfo: pytest.ExceptionInfo) -> str:
-    exc = excinfo.value
-    if isinstance(exc, (AssertionError, StudentError)):
-        return str(exc).strip() or "the check failed"
-    return f"the grader could not check this ({type(exc).__name__}: {exc}); tell your instructor."
+def failure(exc: BaseException) -> tuple[Kind, str]:
+    """The kind and the student-facing message of a failed test. Kinds come from the exception's type."""
+    if isinstance(exc, (StudentError, GradingFailure)):
+        return exc.kind, str(exc).strip() or "the check failed"
+    if isinstance(exc, AssertionError):
+        return Kind.WRONG_RESULT, str(exc).strip() or "the check failed"
+    return Kind.GRADER_ERROR, f"the grader could not check this ({type(exc).__name__}: {exc}); tell your instructor."
 
 
 class _GraderPlugin:
-    """Selects one part's tests, provides the ``student`` fixture and records each outcome."""
+    """Selects one part's tests, provides the fixtures and records each outcome."""
 
-    def __init__(self, student: Student, part: str | None):
-        self._student = student
+    def __init__(self, context: Context, part: str | None):
+        self.context = context
         self.part = part
         self.outcomes: list[TestOutcome] = []
         self._by_id: dict[str, TestOutcome] = {}
@@ -99,10 +63,18 @@ class _GraderPlugin:
 
     @pytest.fixture(scope="session")
     def student(self) -> Student:
-        return self._student
+        return self.context.student
+
+    @pytest.fixture(scope="session")
+    def submission_dir(self) -> Path | None:
+        return self.context.submission_dir
+
+    @pytest.fixture(scope="session")
+    def resources(self) -> dict[str, Any]:
+        return self.context.resources
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        config.addinivalue_line("markers", "part(name): the nbgrader grade_id of the hidden cell running the test")
+        config.addinivalue_line("markers", "part(name): the graded part (hidden cell grade_id without _tests)")
         config.addinivalue_line("markers", "points(n): points earned when the test passes")
 
     def pytest_collection_modifyitems(self, session, config, items: list[pytest.Item]) -> None:
@@ -117,8 +89,8 @@ class _GraderPlugin:
             description = doc[0] if doc else item.name
             if hasattr(item, "callspec"):
                 description += f" [{item.callspec.id}]"
-            points = float(_marker_arg(item, "points"))
-            outcome = TestOutcome(item.nodeid, _marker_arg(item, "part"), description, points)
+            spec = TestSpec(item.nodeid, _marker_arg(item, "part"), description, float(_marker_arg(item, "points")))
+            outcome = TestOutcome(spec)
             self._by_id[item.nodeid] = outcome
             self.outcomes.append(outcome)
 
@@ -129,7 +101,7 @@ class _GraderPlugin:
         if outcome is None or call.when not in ("setup", "call"):
             return
         if call.excinfo is not None and not outcome.message:
-            outcome.message = _failure_message(call.excinfo)
+            outcome.kind, outcome.message = failure(call.excinfo.value)
         elif call.when == "call" and call.excinfo is None and not outcome.message:
             outcome.earned = outcome.points
 
@@ -139,11 +111,24 @@ class _GraderPlugin:
 
 
 def _run_pytest(assignment: str, plugin: _GraderPlugin, *extra: str) -> None:
+    grader = course.get(assignment).grader_path
     args = [
-        str(grader_path(assignment)),
-        "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:unraisableexception", "--assert=plain",
+        str(grader),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:unraisableexception",
+        "--assert=plain",
         "--tb=native",
-        "--import-mode=importlib", "--rootdir", str(GRADERS_DIR), "-c", str(GRADERS_DIR / "pytest.ini"), *extra,
+        "--import-mode=importlib",
+        "--rootdir",
+        str(grader.parent.parent),
+        "-c",
+        str(PYTEST_INI),
+        *extra,
     ]
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), warnings.catch_warnings():
@@ -151,21 +136,27 @@ def _run_pytest(assignment: str, plugin: _GraderPlugin, *extra: str) -> None:
         pytest.main(args, plugins=[plugin])
 
 
-def part_points(assignment: str) -> dict[str, float]:
-    """The points of every part of ``assignment``, from the grader tests' markers (no test is run)."""
-    plugin = _GraderPlugin(InProcessStudent({}), None)
+def collect(assignment: str) -> list[TestSpec]:
+    """Every grader test of ``assignment`` (its part, description and points), in order; none is run."""
+    plugin = _GraderPlugin(Context(InProcessStudent({})), None)
     _run_pytest(assignment, plugin, "--collect-only")
     if plugin.errors:
         raise RuntimeError(f"the grader for {assignment} failed to load:\n" + "\n".join(plugin.errors))
+    return [o.spec for o in plugin.outcomes]
+
+
+def part_points(assignment: str) -> dict[str, float]:
+    """The points of every part of ``assignment``, from the grader tests' markers (no test is run)."""
     points: dict[str, float] = {}
-    for outcome in plugin.outcomes:
-        points[outcome.part] = points.get(outcome.part, 0.0) + outcome.points
+    for spec in collect(assignment):
+        points[spec.part] = points.get(spec.part, 0.0) + spec.points
     return points
 
 
-def run_part(assignment: str, part: str | None, student: Student) -> PartReport:
-    """Run the tests of ``part`` (all parts when None) of ``assignment`` against ``student``."""
-    plugin = _GraderPlugin(student, part)
+def run_part(assignment: str, part: str | None, student: Student | Context) -> PartReport:
+    """Run the tests of ``part`` (all parts when None) of ``assignment`` against a student (or a context)."""
+    context = student if isinstance(student, Context) else Context(student)
+    plugin = _GraderPlugin(context, part)
     _run_pytest(assignment, plugin)
     if plugin.errors:
         raise RuntimeError(f"the grader for {assignment} failed to load:\n" + "\n".join(plugin.errors))
@@ -177,9 +168,14 @@ def run_part(assignment: str, part: str | None, student: Student) -> PartReport:
 def grade(assignment: str, part: str, namespace: dict[str, Any]) -> float:
     """Entry point of a hidden test cell: grade ``part`` against the kernel's globals.
 
-    Prints the per-test report and returns the points earned, which nbgrader reads as partial credit.
-    Nothing is written to stderr, so a warning cannot zero the cell.
+    Prints the per-test report and returns the points earned, which nbgrader reads as partial credit. Each
+    call into the student's code gets the time and memory limits of :mod:`autograde.settings` (set them with
+    ``AUTOGRADE_TIMEOUT`` and ``AUTOGRADE_MEMORY_MB``). Nothing is written to stderr, so a warning cannot zero
+    the cell. Files handed in beside the notebook are read from the working directory (nbgrader runs the
+    notebook in the submission's folder).
     """
-    report = run_part(assignment, part, InProcessStudent(namespace))
+    limits = settings.from_env()
+    student = InProcessStudent(namespace, time_limit=limits.timeout, memory_mb=limits.memory_mb)
+    report = run_part(assignment, part, Context(student, submission_dir=Path.cwd()))
     print(report.text())
     return report.earned

@@ -13,15 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from autograde.course import REPO, SOLUTIONS, ids
+
 CONFIG = REPO / "nbgrader_config.py"
-SOLUTIONS = REPO / "solutions"
-RELEASE = REPO / "assignments"
-
-
-def assignment_ids() -> list[str]:
-    """The assignments of the course: the folders of ``solutions/``, in order."""
-    return sorted(p.name for p in SOLUTIONS.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def nbgrader(course: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
@@ -50,7 +44,7 @@ def make_course(course: Path) -> Path:
 
 def generate_release(course: Path, assignments: list[str] | None = None) -> None:
     """``nbgrader generate_assignment`` for each assignment (writes ``course/assignments`` and the gradebook)."""
-    for assignment in assignments or assignment_ids():
+    for assignment in assignments or ids():
         nbgrader(course, "generate_assignment", assignment, "--force")
 
 

@@ -1,21 +1,28 @@
 """Find the graded definitions in a submitted notebook, without running any of it.
 
 The isolated grader does not run a submission top to bottom: it runs only the statements the graders need.
+Cells are first turned into plain Python by IPython's own ``TransformerManager`` (the rules the kernel uses:
+magics, ``!shell``, ``obj?`` and continuation lines that begin with ``%`` all read as the kernel reads them);
+the bodies of ``%%time``, ``%%timeit``, ``%%capture`` and ``%time`` / ``%timeit`` lines are kept as code.
+
 The roots are the names the graders ask for plus every function and class defined in an answer cell (an
 nbgrader cell with ``solution: true``; the names are found anywhere when that cell was deleted, duplicated or
-its ``grade_id`` changed). The statements that bind a needed name are kept, then the statements binding the
-module-level names those use, and so on (imports, constants, helpers). Training calls, plots and prints bind
-nothing the definitions use, so they are not run. The kept statements of each cell run in notebook order, as
-one chunk per cell: a statement that raises stops the rest of its cell, like in a notebook.
+its ``grade_id`` changed). Kept are the statements that bind a needed name, and the top-level statements that
+change one (``Attention.forward = f``, ``CONFIG["heads"] = 4``, ``CONFIG.update(...)``, ``setattr(...)``) where
+the name is a variable of the notebook (not a module), and a ``%%writefile name.py`` cell when a kept statement
+imports ``name``; then the names those statements use, and so on. The
+search is linear in the size of the notebook. Training calls, plots and prints bind nothing the definitions
+use, so they are not run. The kept statements of each cell run in notebook order, as one chunk per cell: a
+statement that raises stops the rest of its cell, as in a notebook.
 
-Everything here only parses (``json``, ``ast``, ``symtable``): the trusted process never runs student code.
+Everything here only parses (``json``, ``ast``, ``symtable``, IPython's transformer): the trusted process never
+runs student code.
 """
 
 from __future__ import annotations
 
 import ast
 import json
-import re
 import symtable
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +30,13 @@ from pathlib import Path
 
 import nbformat
 
-MAX_NOTEBOOK_BYTES = 64 * 2**20
-HIDDEN_TESTS_MARKER = "### BEGIN HIDDEN TESTS"
-# Cell magics whose body is ordinary Python that the grader can still read.
+from autograde import notebooks
+from autograde.settings import DEFAULTS, Settings
+
+# Cell magics whose body is ordinary Python the kernel runs; line magics likewise.
 TRANSPARENT_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
-_MAGIC_LINE = re.compile(r"^\s*[%!]")
+TRANSPARENT_LINE_MAGICS = ("time", "timeit")
+MAX_STATEMENTS = 20_000
 
 
 class NotebookError(ValueError):
@@ -58,7 +67,8 @@ class _Statement:
     index: int
     binds: frozenset[str]
     uses: frozenset[str]
-    mentions: frozenset[str]  # attributes, names imported from torch and short strings (forbidden-call scan)
+    changes: frozenset[str]  # names whose attributes or items it sets, or whose methods it calls
+    imports: bool
     star_import: bool
 
 
@@ -68,35 +78,21 @@ class GradedSource:
 
     chunks: list[Chunk]
     problems: list[str] = field(default_factory=list)
-    _statements: list[_Statement] = field(default_factory=list, repr=False)
-
-    @property
-    def defined(self) -> set[str]:
-        """The module-level names the chunks bind."""
-        selected = {(c.filename, i) for c in self.chunks for i in c.statements}
-        return {n for s in self._statements if (_filename(s.cell), s.index) in selected for n in s.binds}
-
-    def mentions(self, target: str, words: Iterable[str]) -> set[str]:
-        """The ``words`` used as an attribute, a name imported from torch or an exact string by ``target``.
-
-        Covers the statements defining ``target`` and everything they use, e.g. a built-in captured at
-        import time (``from torch.nn.functional import scaled_dot_product_attention as sdpa``).
-        """
-        words = set(words)
-        closure = _closure(self._statements, {target})
-        return {w for s in self._statements if (s.cell, s.index) in closure for w in words & s.mentions}
+    defined: set[str] = field(default_factory=set)  # the module-level names the chunks bind
 
 
-def read_notebook(path: Path) -> nbformat.NotebookNode:
+# ------------------------------------------------------------------------------------------------ reading
+def read_notebook(path: Path, settings: Settings = DEFAULTS) -> nbformat.NotebookNode:
     """The notebook at ``path`` (nbformat 4), or :class:`NotebookError` saying why it cannot be read."""
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise NotebookError(f"the file could not be opened ({exc.strerror})") from None
-    if size > MAX_NOTEBOOK_BYTES:
+    limit = settings.notebook_mb * 2**20
+    if size > limit:
         raise NotebookError(
-            f"the file is {size / 2**20:.0f} MiB; a notebook over "
-            f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MiB cannot be graded: clear its outputs and resubmit"
+            f"the file is {size / 2**20:.0f} MiB; a notebook over {settings.notebook_mb} MiB cannot be graded: "
+            "clear its outputs (Edit > Clear All Outputs) and resubmit"
         )
     try:
         text = path.read_bytes().decode("utf-8")
@@ -108,43 +104,87 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
         raise NotebookError(
-            "the file is JSON but not a Jupyter notebook (it has no list of cells); submit the "
-            ".ipynb file of the assignment"
+            "the file is JSON but not a Jupyter notebook (it has no list of cells); submit the .ipynb file of "
+            "the assignment"
         )
     try:
-        return nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several types for malformed notebooks
+        raise NotebookError(f"the notebook could not be read ({type(exc).__name__}: {str(exc)[:200]})") from None
+    code = sum(len(notebooks.source(c)) for c in nb.cells if c.get("cell_type") == "code")
+    if code > settings.code_kb * 1024:
         raise NotebookError(
-            f"the notebook could not be read ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
+            f"the notebook holds {code / 1024:.0f} KiB of code; the grader reads at most {settings.code_kb} KiB"
+        )
+    return nb
 
 
-def nbgrader_meta(cell: Mapping) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return meta if isinstance(meta, dict) else {}
+# ---------------------------------------------------------------------------------------- IPython syntax
+_TRANSFORMER = None
 
 
-def grade_ids(nb: nbformat.NotebookNode) -> set[str]:
-    """Every nbgrader ``grade_id`` in the notebook."""
-    return {str(nbgrader_meta(c)["grade_id"]) for c in nb.cells if nbgrader_meta(c).get("grade_id")}
+def _transformer():
+    global _TRANSFORMER
+    if _TRANSFORMER is None:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        _TRANSFORMER = TransformerManager()
+    return _TRANSFORMER
 
 
-def _is_hidden_test(cell: Mapping) -> bool:
-    meta = nbgrader_meta(cell)
-    autograder_cell = bool(meta.get("grade")) and not meta.get("solution")
-    return autograder_cell or HIDDEN_TESTS_MARKER in cell.get("source", "")
-
-
-def _python_source(source: str) -> str | None:
-    """The cell as plain Python: magics and shell lines blanked (line numbers kept); None to skip it."""
+def python_source(source: str) -> str:
+    """The cell as the kernel would run it, in plain Python (magics become ``get_ipython()`` calls)."""
     lines = source.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):
-        if lines[0].split()[0] not in TRANSPARENT_CELL_MAGICS:
-            return None
-        lines[0] = ""
-    return "\n".join("" if _MAGIC_LINE.match(line) else line for line in lines)
+    if lines and lines[0].split() and lines[0].split()[0] in TRANSPARENT_CELL_MAGICS:
+        source = "\n".join(["", *lines[1:]])  # the body runs as code; keep the line numbers
+    return _transformer().transform_cell(source)
 
 
+def magic_arguments(node: ast.stmt, method: str) -> list[str] | None:
+    """The string arguments of ``get_ipython().<method>(...)`` when ``node`` is that call, else None."""
+    call = node.value if isinstance(node, ast.Expr) else None
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == method
+        and call.args
+        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args)
+    ):
+        return [a.value for a in call.args]
+    return None
+
+
+class _UnwrapLineMagics(ast.NodeTransformer):
+    """``get_ipython().run_line_magic('time', 'y = f(x)')`` -> ``y = f(x)`` (the kernel runs that code)."""
+
+    def __init__(self):
+        self.changed = False
+
+    def visit_Expr(self, node: ast.Expr):
+        args = magic_arguments(node, "run_line_magic")
+        if args and args[0] in TRANSPARENT_LINE_MAGICS:
+            try:
+                body = ast.parse(args[1]).body
+            except SyntaxError:
+                return node
+            self.changed = True
+            return body
+        return node
+
+
+def parse_cell(source: str, filename: str) -> tuple[str, ast.Module]:
+    """(the Python the kernel runs for this cell, its syntax tree); SyntaxError when it is not valid."""
+    python = python_source(source)
+    tree = ast.parse(python, filename)
+    unwrap = _UnwrapLineMagics()
+    tree = unwrap.visit(tree)
+    if unwrap.changed:  # the code of a %time line becomes a statement of its own
+        python = ast.unparse(ast.fix_missing_locations(tree))
+        tree = ast.parse(python, filename)
+    return python, tree
+
+
+# --------------------------------------------------------------------------------------------- analysis
 def _filename(cell: int) -> str:
     return f"<cell {cell}>"
 
@@ -160,6 +200,61 @@ def _scope_globals(table: symtable.SymbolTable) -> set[str]:
     return names
 
 
+def _root(node: ast.AST) -> str | None:
+    """``CONFIG`` for ``CONFIG["a"].b``, None when the chain does not start at a plain name."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _changed_names(node: ast.stmt) -> set[str]:
+    """Names whose attributes or items this top-level statement sets or deletes, or whose methods it calls."""
+    targets: list[ast.AST] = []
+    if isinstance(node, ast.Assign):
+        targets = list(node.targets)
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        targets = [node.target]
+    elif isinstance(node, ast.Delete):
+        targets = list(node.targets)
+    names = set()
+    for target in targets:
+        for sub in ast.walk(target):
+            if isinstance(sub, (ast.Attribute, ast.Subscript)) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+                root = _root(sub)
+                if root:
+                    names.add(root)
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        func = node.value.func
+        if isinstance(func, ast.Attribute):
+            root = _root(func.value)
+            if root:
+                names.add(root)
+        elif isinstance(func, ast.Name) and func.id in ("setattr", "delattr") and node.value.args:
+            root = _root(node.value.args[0])
+            if root:
+                names.add(root)
+    return names
+
+
+def _written_module(node: ast.stmt) -> str | None:
+    """``helper`` for a ``%%writefile helper.py`` cell (``get_ipython().run_cell_magic('writefile', ...)``)."""
+    args = magic_arguments(node, "run_cell_magic")
+    if args and len(args) == 3 and args[0] == "writefile":
+        words = args[1].split()
+        if words and words[-1].endswith(".py") and "/" not in words[-1]:
+            return words[-1][: -len(".py")]
+    return None
+
+
+def _imported_modules(node: ast.stmt) -> set[str]:
+    """The top-level modules an import statement loads, as ``module:<name>`` (what %%writefile binds)."""
+    if isinstance(node, ast.Import):
+        return {f"module:{a.name.split('.')[0]}" for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return {f"module:{node.module.split('.')[0]}"}
+    return set()
+
+
 def _analyse(cell: int, index: int, node: ast.stmt) -> _Statement:
     code = ast.unparse(ast.Module(body=[node], type_ignores=[]))
     table = symtable.symtable(code, _filename(cell), "exec")
@@ -169,31 +264,40 @@ def _analyse(cell: int, index: int, node: ast.stmt) -> _Statement:
             binds.add(sym.get_name())
         if sym.is_referenced():
             uses.add(sym.get_name())
-    uses |= _scope_globals(table)
-    mentions = set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Attribute):
-            mentions.add(sub.attr)
-        elif isinstance(sub, ast.ImportFrom) and (sub.module or "").split(".")[0] == "torch":
-            mentions.update(alias.name for alias in sub.names)
-        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and len(sub.value) < 100:
-            mentions.add(sub.value)
+    uses |= _scope_globals(table) | _imported_modules(node)
+    written = _written_module(node)
+    if written:
+        binds.add(f"module:{written}")
+    imports = isinstance(node, (ast.Import, ast.ImportFrom))
     star = isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
-    return _Statement(cell, index, frozenset(binds), frozenset(uses), frozenset(mentions), star)
+    return _Statement(
+        cell, index, frozenset(binds), frozenset(uses), frozenset(_changed_names(node) - binds), imports, star
+    )
 
 
 def _closure(statements: list[_Statement], roots: set[str]) -> set[tuple[int, int]]:
-    """The (cell, index) of every statement the ``roots`` need, transitively; star imports always."""
-    needed, chosen = set(roots), set()
-    changed = True
-    while changed:
-        changed = False
-        for s in statements:
-            key = (s.cell, s.index)
-            if key not in chosen and (s.star_import or s.binds & needed):
-                chosen.add(key)
-                needed |= s.uses
-                changed = True
+    """The (cell, index) of every statement the ``roots`` need, transitively; star imports always. Linear."""
+    variables = {n for s in statements if not s.imports for n in s.binds}  # notebook variables, not modules
+    by_name: dict[str, list[_Statement]] = {}
+    for s in statements:
+        for name in s.binds | (s.changes & variables):
+            by_name.setdefault(name, []).append(s)
+    chosen: set[tuple[int, int]] = set()
+    needed: set[str] = set()
+    pending = list(roots)
+    pending_statements = [s for s in statements if s.star_import]
+    while pending or pending_statements:
+        while pending_statements:
+            s = pending_statements.pop()
+            if (s.cell, s.index) not in chosen:
+                chosen.add((s.cell, s.index))
+                pending.extend(s.uses)
+        if pending:
+            name = pending.pop()
+            if name in needed:
+                continue
+            needed.add(name)
+            pending_statements.extend(by_name.get(name, ()))
     return chosen
 
 
@@ -212,19 +316,15 @@ def graded_source(
     sources: dict[int, tuple[str, str]] = {}
     roots = set(expected)
     for number, cell in enumerate(nb.cells, start=1):
-        if cell.get("cell_type") != "code" or _is_hidden_test(cell):
+        if cell.get("cell_type") != "code" or notebooks.is_hidden_test(cell):
             continue
-        meta = nbgrader_meta(cell)
-        grade_id = str(meta.get("grade_id", ""))
-        source = cell.get("source", "")
-        if meta.get("locked") and not meta.get("solution") and locked_sources and grade_id in locked_sources:
+        grade_id = notebooks.grade_id(cell)
+        source = notebooks.source(cell)
+        if notebooks.is_locked(cell) and locked_sources and grade_id in locked_sources:
             source = locked_sources[grade_id]
         label = f"cell {number}" + (f" ({grade_id})" if grade_id else "")
-        python = _python_source(source)
-        if python is None:
-            continue
         try:
-            tree = ast.parse(python, _filename(number))
+            python, tree = parse_cell(source, _filename(number))
         except SyntaxError as exc:
             problems.append(
                 f"{label} has a syntax error on line {exc.lineno}: {exc.msg}. Nothing in it was run; "
@@ -234,13 +334,15 @@ def graded_source(
         except (RecursionError, MemoryError, ValueError) as exc:
             problems.append(f"{label} could not be read ({type(exc).__name__}); nothing in it was run.")
             continue
+        if len(statements) + len(tree.body) > MAX_STATEMENTS:
+            problems.append(
+                f"{label} was not read: with it the notebook would have more than {MAX_STATEMENTS:,} statements."
+            )
+            continue
         sources[number] = (label, python)
         for index, node in enumerate(tree.body):
-            statement = _analyse(number, index, node)
-            statements.append(statement)
-            if meta.get("solution") and isinstance(
-                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-            ):
+            statements.append(_analyse(number, index, node))
+            if notebooks.is_answer(cell) and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 roots.add(node.name)
     chosen = _closure(statements, roots)
     chunks = []
@@ -248,23 +350,54 @@ def graded_source(
         picked = tuple(s.index for s in statements if s.cell == number and (s.cell, s.index) in chosen)
         if picked:
             chunks.append(Chunk(label, _filename(number), python, picked))
-    return GradedSource(chunks, problems, statements)
+    defined = {n for s in statements if (s.cell, s.index) in chosen for n in s.binds}
+    return GradedSource(chunks, problems, defined)
+
+
+def defined_names(nb: nbformat.NotebookNode) -> set[str]:
+    """Every name the notebook's code cells bind at top level (for recognising a notebook without metadata)."""
+    names: set[str] = set()
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.get("cell_type") != "code":
+            continue
+        try:
+            _, tree = parse_cell(notebooks.source(cell), _filename(number))
+        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
 
 
 def detect_assignment(
-    nb: nbformat.NotebookNode, parts: Mapping[str, Iterable[str]], filename: str = ""
+    nb: nbformat.NotebookNode,
+    parts: Mapping[str, Iterable[str]],
+    names: Mapping[str, Iterable[str]] | None = None,
+    filename: str = "",
 ) -> str | None:
-    """The assignment whose parts (answer cells ``<part>``, hidden cells ``<part>_tests``) the notebook has.
+    """The assignment the notebook is: by its graded cells (answer cells ``<part>``, hidden cells
+    ``<part>_tests``), else by an assignment id in ``filename``, else (a download whose nbgrader metadata was
+    stripped) by the names the graders ask for that the notebook defines. None when nothing tells.
 
-    Falls back on an assignment id in ``filename``; None when neither tells.
+    parts: assignment -> its part names; names: assignment -> the names its graders ask the submission for.
     """
-    ids = grade_ids(nb)
+    ids = {notebooks.grade_id(c) for c in nb.cells if notebooks.grade_id(c)}
     best, best_count = None, 0
-    for assignment, names in parts.items():
-        count = len(ids & ({*names} | {f"{p}_tests" for p in names}))
+    for assignment, part_names in parts.items():
+        count = len(ids & ({*part_names} | {f"{p}{notebooks.TESTS_SUFFIX}" for p in part_names}))
         if count > best_count:
             best, best_count = assignment, count
     if best is not None:
         return best
     matches = [a for a in parts if a in filename]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) == 1:
+        return matches[0]
+    if names:
+        defined = defined_names(nb)
+        scores = sorted(((len(defined & set(n)) / max(len(set(n)), 1), a) for a, n in names.items()), reverse=True)
+        if scores and scores[0][0] >= 0.5 and (len(scores) == 1 or scores[0][0] > scores[1][0]):
+            return scores[0][1]
+    return None

@@ -1,7 +1,10 @@
 """What a grading run writes: grades.csv, Gradescope results.json and feedback per submission, a summary.
 
 Feedback shows every check's description (the first line of the grader test's docstring) and its failure
-message, never the test's source.
+message, never the test's source and never a path of the grading machine. Everything a student controls (the
+messages of their exceptions, their file's name) is quoted as text in every format: fenced in Markdown,
+escaped in HTML, and marked ``text`` for Gradescope, so it cannot pose as a heading or a score. With
+``hide_choices`` the result of a multiple-choice part is withheld (Gradescope shows it after the due date).
 """
 
 from __future__ import annotations
@@ -9,46 +12,50 @@ from __future__ import annotations
 import csv
 import html
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
-from autograde.isolation.batch import SubmissionResult
+from autograde import course
+from autograde.catalog import manual_points
+from autograde.isolation.batch import folder_name
+from autograde.results import SubmissionResult, TestOutcome
 
-FAILURE_KINDS = (  # (kind, words in the message), first match wins
-    ("unreadable submission", ("the submission could not be graded",)),
-    ("timeout", ("did not finish within", "ran past the time limit")),
-    ("crash", ("ended the grader's worker process",)),
-    ("unusable result", ("cannot read",)),
-    ("missing definition", ("is not defined",)),
-    ("grader error", ("could not check this", "tell your instructor")),
-    ("error in student code", ("raised",)),
-)
-
-
-def failure_kind(message: str) -> str:
-    """The kind of a failed check, from its message (``wrong result`` when nothing more specific fits)."""
-    for kind, words in FAILURE_KINDS:
-        if any(w in message for w in words):
-            return kind
-    return "wrong result"
+HIDDEN_CHOICE = "the result of this multiple-choice question is shown after the deadline"
 
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _hidden(result: SubmissionResult, outcome: TestOutcome, hide_choices: bool) -> bool:
+    try:
+        return hide_choices and outcome.part in course.get(result.assignment).multiple_choice
+    except KeyError:
+        return False
+
+
+def score_line(result: SubmissionResult) -> str:
+    """``24 / 27 automatic; 4 more points for written answers are graded by hand``."""
+    line = f"{_fmt(result.earned)} / {_fmt(result.possible)} automatic"
+    manual = manual_points(result.assignment) if result.assignment in course.ids() else 0
+    if manual:
+        line += f"; {_fmt(manual)} more point{'s' if manual != 1 else ''} for written answers are graded by hand"
+    return line
+
+
 def submission_dir(out: Path, result: SubmissionResult) -> Path:
-    return out / result.assignment / result.student
+    return out / folder_name(result.assignment) / folder_name(result.student)
 
 
 def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
-    """One row per submission: student id, assignment, points per part, total and maximum."""
+    """One row per submission: student id, assignment, points per part, total, maximum and any error."""
     parts: list[str] = []
     for r in results:
         parts += [p for p in r.parts if p not in parts]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["student_id", "assignment", *parts, "total", "max"])
+        writer.writerow(["student_id", "assignment", *parts, "total", "max", "error"])
         for r in results:
             scores = r.parts
             writer.writerow(
@@ -58,50 +65,82 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
                     *(_fmt(scores[p][0]) if p in scores else "" for p in parts),
                     _fmt(r.earned),
                     _fmt(r.possible),
+                    r.error,
                 ]
             )
     return path
 
 
-def gradescope_results(result: SubmissionResult) -> dict:
+def gradescope_results(result: SubmissionResult, hide_choices: bool = False) -> dict:
     """The submission in Gradescope's ``results.json`` format (one entry per grader test)."""
-    tests = [
-        {
-            "name": f"{t.part}: {t.description}",
-            "score": t.earned,
-            "max_score": t.points,
-            "status": "passed" if t.earned == t.points else "failed",
-            "output": t.message,
-            "tags": [t.part],
-            "visibility": "visible",
-        }
-        for t in result.tests
-    ]
+    tests = []
+    for o in result.outcomes:
+        hidden = _hidden(result, o, hide_choices)
+        tests.append(
+            {
+                "name": f"{o.part}: {o.description}",
+                "score": o.earned,
+                "max_score": o.points,
+                "status": "passed" if o.passed else "failed",
+                "output": o.message,
+                "output_format": "text",
+                "tags": [o.part],
+                "visibility": "after_due_date" if hidden else "visible",
+            }
+        )
+    overview = [f"Score: {score_line(result)}."]
+    if result.error:
+        overview.append(f"This submission could not be graded: {result.error}")
+    overview += result.problems or ["Your notebook's definitions ran without errors."]
     return {
         "score": result.earned,
         "execution_time": round(result.seconds, 2),
-        "output": "\n".join(result.problems) or "Your notebook's definitions ran without errors.",
+        "output": "\n".join(overview),
+        "output_format": "text",
+        "test_output_format": "text",
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
     }
 
 
-def feedback_markdown(result: SubmissionResult) -> str:
+def _quoted(text: str) -> list[str]:
+    """``text`` as a Markdown code block whose fence no line of the text can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", *text.splitlines(), fence]
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
+
+
+def feedback_markdown(result: SubmissionResult, hide_choices: bool = False) -> str:
     lines = [
-        f"# Feedback on {result.assignment}: {result.student}",
+        f"# Feedback on {result.assignment}: {_md_escape(result.student)}",
         "",
-        f"**Score: {_fmt(result.earned)} / {_fmt(result.possible)}**",
+        f"**Score: {score_line(result)}**",
         "",
     ]
+    if result.error:
+        lines += ["## This submission could not be graded", "", *_quoted(result.error), ""]
     if result.problems:
-        lines += ["## Your notebook", ""] + [f"- {p}" for p in result.problems] + [""]
+        lines += ["## Your notebook", ""]
+        for p in result.problems:
+            lines += _quoted(p)
+        lines.append("")
     for part, (earned, possible) in result.parts.items():
-        lines += [f"## {part}: {_fmt(earned)} / {_fmt(possible)}", ""]
-        for t in (t for t in result.tests if t.part == part):
-            mark = "PASS" if t.earned == t.points else "FAIL"
-            lines.append(f"- **{mark}** {t.description} ({_fmt(t.earned)}/{_fmt(t.points)})")
-            lines += [f"  > {line}" for line in t.message.splitlines()]
+        outcomes = [o for o in result.outcomes if o.part == part]
+        hidden = any(_hidden(result, o, hide_choices) for o in outcomes)
+        lines += [f"## {part}: " + ("(after the deadline)" if hidden else f"{_fmt(earned)} / {_fmt(possible)}"), ""]
+        for o in outcomes:
+            if hidden:
+                lines.append(f"- {o.description} ({_fmt(o.points)} points): {HIDDEN_CHOICE}")
+                continue
+            mark = "PASS" if o.passed else "FAIL"
+            lines.append(f"- **{mark}** {o.description} ({_fmt(o.earned)}/{_fmt(o.points)})")
+            if o.message:
+                lines += ["", *(f"  {line}" for line in _quoted(o.message)), ""]
         lines.append("")
     return "\n".join(lines)
 
@@ -112,24 +151,33 @@ _CSS = (
 )
 
 
-def feedback_html(result: SubmissionResult) -> str:
+def feedback_html(result: SubmissionResult, hide_choices: bool = False) -> str:
     e = html.escape
     body = [
         f"<h1>Feedback on {e(result.assignment)}: {e(result.student)}</h1>",
-        f"<p><strong>Score: {_fmt(result.earned)} / {_fmt(result.possible)}</strong></p>",
+        f"<p><strong>Score: {e(score_line(result))}</strong></p>",
     ]
+    if result.error:
+        body.append(f"<h2>This submission could not be graded</h2><pre>{e(result.error)}</pre>")
     if result.problems:
         body.append(
-            "<h2>Your notebook</h2><ul>" + "".join(f"<li>{e(p)}</li>" for p in result.problems) + "</ul>"
+            "<h2>Your notebook</h2><ul>" + "".join(f"<li><pre>{e(p)}</pre></li>" for p in result.problems) + "</ul>"
         )
     for part, (earned, possible) in result.parts.items():
-        body.append(f"<h2>{e(part)}: {_fmt(earned)} / {_fmt(possible)}</h2><ul>")
-        for t in (t for t in result.tests if t.part == part):
-            ok = t.earned == t.points
+        outcomes = [o for o in result.outcomes if o.part == part]
+        hidden = any(_hidden(result, o, hide_choices) for o in outcomes)
+        body.append(
+            f"<h2>{e(part)}: {'(after the deadline)' if hidden else f'{_fmt(earned)} / {_fmt(possible)}'}</h2><ul>"
+        )
+        for o in outcomes:
+            if hidden:
+                body.append(f"<li>{e(o.description)} ({_fmt(o.points)} points): {e(HIDDEN_CHOICE)}</li>")
+                continue
+            ok = o.passed
             body.append(
                 f'<li><span class="{"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span> '
-                f"{e(t.description)} ({_fmt(t.earned)}/{_fmt(t.points)})"
-                + (f"<pre>{e(t.message)}</pre>" if t.message else "")
+                f"{e(o.description)} ({_fmt(o.earned)}/{_fmt(o.points)})"
+                + (f"<pre>{e(o.message)}</pre>" if o.message else "")
                 + "</li>"
             )
         body.append("</ul>")
@@ -141,11 +189,11 @@ def feedback_html(result: SubmissionResult) -> str:
 
 def summary(results: list[SubmissionResult], seconds: float) -> dict:
     """Counts, failed checks by kind, sandbox incidents by kind and timing of a run."""
-    failures = Counter(failure_kind(t.message) for r in results for t in r.tests if t.earned < t.points)
-    incidents = Counter(kind for r in results for kind, _ in r.incidents)
+    failures = Counter(o.kind.value for r in results for o in r.outcomes if not o.passed and o.kind is not None)
+    incidents = Counter(i.kind for r in results for i in r.incidents)
     return {
         "submissions": len(results),
-        "full_marks": sum(r.earned == r.possible for r in results),
+        "full_marks": sum(r.earned == r.possible > 0 for r in results),
         "unreadable": sum(bool(r.error) for r in results),
         "with_definition_problems": sum(bool(r.problems) for r in results),
         "failed_checks_by_kind": dict(sorted(failures.items())),
@@ -165,33 +213,32 @@ def summary_text(data: dict) -> str:
     ]
     if data["failed_checks_by_kind"]:
         lines.append(
-            "Failed checks by kind: "
-            + ", ".join(f"{k} {v}" for k, v in data["failed_checks_by_kind"].items())
+            "Failed checks by kind: " + ", ".join(f"{k} {v}" for k, v in data["failed_checks_by_kind"].items())
         )
     if data["sandbox_incidents_by_kind"]:
         lines.append(
-            "Sandbox incidents: "
-            + ", ".join(f"{k} {v}" for k, v in data["sandbox_incidents_by_kind"].items())
+            "Sandbox incidents: " + ", ".join(f"{k} {v}" for k, v in data["sandbox_incidents_by_kind"].items())
         )
     return "\n".join(lines)
 
 
-def write_submission(out: Path, result: SubmissionResult) -> Path:
+def write_submission(out: Path, result: SubmissionResult, hide_choices: bool = False) -> Path:
     folder = submission_dir(out, result)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "results.json").write_text(json.dumps(gradescope_results(result), indent=2))
-    (folder / "feedback.md").write_text(feedback_markdown(result))
-    (folder / "feedback.html").write_text(feedback_html(result))
+    (folder / "results.json").write_text(json.dumps(gradescope_results(result, hide_choices), indent=2))
+    (folder / "feedback.md").write_text(feedback_markdown(result, hide_choices))
+    (folder / "feedback.html").write_text(feedback_html(result, hide_choices))
     return folder
 
 
-def write_run(out: Path, results: list[SubmissionResult], seconds: float) -> dict:
-    """Write every output of a run under ``out``; return the summary."""
+def write_run(out: Path, results: list[SubmissionResult], seconds: float, hide_choices: bool = False) -> str:
+    """Write every output of a run under ``out``; return the summary as text."""
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
-        write_submission(out, result)
+        write_submission(out, result, hide_choices)
     write_grades_csv(results, out / "grades.csv")
     data = summary(results, seconds)
     (out / "summary.json").write_text(json.dumps(data, indent=2))
-    (out / "summary.txt").write_text(summary_text(data) + "\n")
-    return data
+    text = summary_text(data)
+    (out / "summary.txt").write_text(text + "\n")
+    return text

@@ -1,40 +1,132 @@
 """``python -m autograde.release``: regenerate the student release ``assignments/`` from ``solutions/``.
 
-nbgrader writes the release into a scratch course directory; only the release folders are copied back, so the
-repository never holds a gradebook or other nbgrader state.
+Two steps. First the hidden test cells of ``solutions/`` are written from the graders (:func:`hidden_cell`):
+their nbgrader ``points`` and the "(N points)" comment come from the graders' ``@pytest.mark.points``, the only
+place points are stated, and their code loads the grader only after checking that the installed ``autograde``
+package is byte for byte the one this release was made with (a notebook that planted a fake ``autograde``
+module or file gets no points). Then nbgrader generates the release into a scratch course directory; only the
+release folders are copied back, so the repository never holds a gradebook or other nbgrader state.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from autograde.nbgrader_course import RELEASE, assignment_ids, generate_release, make_course
+import nbformat
+
+from autograde import course, notebooks
+from autograde.harness import part_points
+from autograde.nbgrader_course import generate_release, make_course
+
+HIDDEN_CELL = '''{comment}
+{begin}
+def _trusted_grade(digest):
+    """The installed autograde package, after checking it is the one this notebook was released with."""
+    import hashlib, importlib.util, pathlib, sys
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "autograde"]:
+        del sys.modules[name]
+    root = pathlib.Path(importlib.util.find_spec("autograde").origin).parent
+    files = sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix())
+    found = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+    assert found == digest, "the autograde package found here is not the one this notebook was released with"
+    from autograde import grade
+
+    return grade
+
+
+_trusted_grade("{digest}")("{assignment}", "{part}", globals())
+{end}'''
+POINTS = re.compile(r"\s*\(\d+(?:\.\d+)? points?\)")
+
+
+def grader_digest(package: Path = course.PACKAGE_DIR) -> str:
+    """SHA-256 of every ``.py`` file of the autograde package, in path order (what hidden cells check)."""
+    files = sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix())
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+def points_text(points: float) -> str:
+    return f"({points:g} point{'' if points == 1 else 's'})"
+
+
+def hidden_cell(comment: str, assignment: str, part: str, points: float, digest: str) -> str:
+    """The source of the hidden test cell of ``part``: its comment line (with the points), then the tests."""
+    comment = POINTS.sub("", comment.rstrip().rstrip("."))
+    comment = re.sub(r" here$", "", comment) + f" here {points_text(points)}."
+    return HIDDEN_CELL.format(
+        comment=comment,
+        begin=notebooks.HIDDEN_BEGIN,
+        end=notebooks.HIDDEN_END,
+        digest=digest,
+        assignment=assignment,
+        part=part,
+    )
+
+
+def synced_source(assignment: str, digest: str | None = None) -> nbformat.NotebookNode:
+    """The source notebook with every hidden cell written from the graders (points, comment, code)."""
+    nb = notebooks.read(course.get(assignment).source_notebook)
+    points = part_points(assignment)
+    digest = digest or grader_digest()
+    hidden = [c for c in nb.cells if notebooks.is_hidden_test(c)]
+    parts = [notebooks.part_of(c) for c in hidden]
+    missing, extra = sorted(set(points) - set(parts)), sorted(set(parts) - set(points))
+    if missing or extra:
+        raise ValueError(
+            f"{assignment}: parts graded without a hidden cell: {missing}; hidden cells without graders: {extra}"
+        )
+    for cell, part in zip(hidden, parts, strict=True):
+        comment = notebooks.source(cell).splitlines()[0] if notebooks.source(cell).startswith("#") else ""
+        cell.source = hidden_cell(
+            comment or f"# Hidden tests: the autograder checks {part}", assignment, part, points[part], digest
+        )
+        cell.metadata["nbgrader"]["points"] = int(points[part]) if points[part].is_integer() else points[part]
+    return nb
+
+
+def sync_hidden_cells(assignments: list[str]) -> list[Path]:
+    """Rewrite the hidden cells of ``solutions/`` from the graders; the paths of the notebooks that changed."""
+    changed = []
+    digest = grader_digest()
+    for assignment in assignments:
+        path = course.get(assignment).source_notebook
+        nb = synced_source(assignment, digest)
+        if nbformat.writes(nb) + "\n" != path.read_text():
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
 
 
 def build_release(out: Path, assignments: list[str] | None = None) -> list[Path]:
     """Generate the release of ``assignments`` (all by default) into ``out/<assignment>/``."""
-    assignments = assignments or assignment_ids()
+    assignments = assignments or course.ids()
     with tempfile.TemporaryDirectory(prefix="release-") as scratch:
-        course = make_course(Path(scratch))
-        generate_release(course, assignments)
+        nbgrader_course = make_course(Path(scratch))
+        generate_release(nbgrader_course, assignments)
         written = []
         for assignment in assignments:
             target = out / assignment
             shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(course / "assignments" / assignment, target)
+            shutil.copytree(nbgrader_course / "assignments" / assignment, target)
             written.append(target)
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("assignments", nargs="*", help="assignment ids (default: every folder of solutions/)")
+    parser.add_argument("assignments", nargs="*", choices=[[], *course.ids()], help="default: every assignment")
     args = parser.parse_args()
-    for path in build_release(RELEASE, args.assignments or None):
-        print(f"released {path.relative_to(RELEASE.parent)}")
+    chosen = args.assignments or course.ids()
+    for path in sync_hidden_cells(chosen):
+        print(f"updated the hidden cells of {path.relative_to(course.REPO)}")
+    for path in build_release(course.RELEASE, chosen):
+        print(f"released {path.relative_to(course.REPO)}")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,21 @@
 
 Grader tests never touch student objects directly: they describe what to build and run as a :class:`Call`
 and get plain data back in a :class:`CallResult` (tensors, numbers, strings). This narrow interface lets the
-same tests run inside the student's kernel (nbgrader autograde, :class:`InProcessStudent`) and against an
-isolated worker process that holds the student's code (``python -m autograde grade``).
+same tests run inside the student's kernel (nbgrader autograde, :class:`InProcessStudent`) and against a
+sandboxed worker process that holds the student's code (``python -m autograde grade``), which runs this very
+module (with torch and the standard library only) to serve the calls.
+
+Forbidden built-ins are recognised as they execute: a ``TorchFunctionMode`` sees every torch function the
+student's code reaches, however it was named or imported (``getattr(F, "scaled_dot_" + ...)``,
+``torch.ops.aten._scaled_dot_product_attention_math``, ``nn.MultiheadAttention``), and never by reading source.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
@@ -18,17 +26,29 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-# Calls the student must not make where the exercise is to write the computation.
-FORBIDDEN_CALLS: dict[str, tuple[Any, str]] = {
-    "F.scaled_dot_product_attention": (torch.nn.functional, "scaled_dot_product_attention"),
-    "nn.MultiheadAttention": (torch.nn, "MultiheadAttention"),
-    "nn.functional.multi_head_attention_forward": (torch.nn.functional, "multi_head_attention_forward"),
+from .results import Kind, StudentError
+
+# Calls the student must not make where the exercise is to write the computation: a label for the messages,
+# and the names of the torch functions and aten operators that carry it out, whichever way they are reached.
+FORBIDDEN_CALLS: dict[str, frozenset[str]] = {
+    "F.scaled_dot_product_attention": frozenset(
+        {
+            "scaled_dot_product_attention",
+            "_scaled_dot_product_attention_math",
+            "_scaled_dot_product_attention_math_for_mps",
+            "_scaled_dot_product_flash_attention",
+            "_scaled_dot_product_flash_attention_for_cpu",
+            "_scaled_dot_product_efficient_attention",
+            "_scaled_dot_product_cudnn_attention",
+            "_scaled_dot_product_fused_attention_overrideable",
+        }
+    ),
+    "nn.MultiheadAttention": frozenset(
+        {"multi_head_attention_forward", "_native_multi_head_attention", "_transformer_encoder_layer_fwd"}
+    ),
 }
-
-
-class StudentError(Exception):
-    """The student's code raised, timed out or returned something unusable; the message says which."""
 
 
 @dataclass
@@ -45,7 +65,7 @@ class Call:
     train: module mode during the forward pass; seed: ``torch.manual_seed`` right before it.
     repeat: how many forward passes (dropout statistics); every output is returned.
     attrs: module attributes read after the forward pass (tensors or plain values).
-    forbidden: names from :data:`FORBIDDEN_CALLS` whose use is recorded.
+    forbidden: labels from :data:`FORBIDDEN_CALLS` whose use during the call is recorded.
     """
 
     target: str
@@ -99,45 +119,72 @@ class Student(Protocol):
 
     def value(self, name: str) -> Any: ...
 
-    def describe(self, target: str, args: tuple = (), kwargs: dict | None = None,
-                 attrs: tuple[str, ...] = ()) -> ModuleInfo: ...
+    def describe(
+        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+    ) -> ModuleInfo: ...
 
     def call(self, call: Call) -> CallResult: ...
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Detach tensors and turn modules into their type name, so results are plain data."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().clone()
     if isinstance(value, nn.Module):
         return type(value).__name__
     if isinstance(value, (tuple, list)):
-        return type(value)(_plain(v) for v in value)
+        return type(value)(plain(v) for v in value)
     if isinstance(value, (int, float, str, bool, type(None))):
         return value
     return repr(value)
 
 
-def _student_frames(exc: BaseException) -> str:
-    """The exception and the last lines of the traceback that point into the student's cells."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "site-packages" not in f.filename and "/autograde/" not in f.filename]
+# -------------------------------------------------------------------------------------- student frames
+_LIBRARIES = tuple(
+    os.path.realpath(p) + os.sep
+    for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.abspath(__file__))}
+)
+
+
+def is_student_file(filename: str) -> bool:
+    """Whether a traceback frame's file is the student's: a notebook cell, not a library or the grader."""
+    if filename.startswith("<cell "):
+        return True
+    if filename.startswith("<"):  # <frozen ...>, <string>, the sandbox's own modules
+        return False
+    return not os.path.realpath(filename).startswith(_LIBRARIES)
+
+
+def student_frames(exc: BaseException) -> str:
+    """The exception and the last line of the traceback that points into the student's cells."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if is_student_file(f.filename)]
     where = ""
-    if own:
-        last = own[-1]
+    if frames:
+        last = frames[-1]
         where = f" (in {last.name}, line: {(last.line or '').strip()!r})"
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def error_from(exc: BaseException, prefix: str) -> StudentError:
+    """A StudentError for an exception the student's code raised (a timeout keeps its own kind)."""
+    kind = Kind.TIMEOUT if isinstance(exc, TimeLimitExceeded) else Kind.STUDENT_ERROR
+    return StudentError(f"{prefix} {student_frames(exc)}", kind, type(exc).__name__)
+
+
+# ------------------------------------------------------------------------------------------------ limits
+class TimeLimitExceeded(TimeoutError):
+    """Raised in the student's code when a call runs past its time limit."""
+
+
 @contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise TimeoutError in the main thread after ``seconds`` (no-op elsewhere or when None)."""
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise TimeLimitExceeded in the main thread after ``seconds`` (no-op elsewhere or when None)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def _expire(signum, frame):  # noqa: ARG001
-        raise TimeoutError(f"did not finish within {seconds:g} s (an endless loop, or far too slow?)")
+        raise TimeLimitExceeded(f"did not finish within {seconds:g} s (an endless loop, or far too slow?)")
 
     previous = signal.signal(signal.SIGALRM, _expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -149,134 +196,180 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
 
 
 @contextmanager
-def _tripwires(names: tuple[str, ...], used: list[str]) -> Iterator[None]:
-    """Temporarily wrap the forbidden callables so that any use is recorded in ``used``."""
-    saved = []
-    for name in names:
-        owner, attr = FORBIDDEN_CALLS[name]
-        original = getattr(owner, attr)
-        saved.append((owner, attr, original))
+def memory_limit(megabytes: int | None) -> Iterator[None]:
+    """Lower this process's address-space limit to its current size + ``megabytes`` for the duration.
 
-        if isinstance(original, type):
-            recorder = type(attr, (original,), {"__init__": _recording_init(original, name, used)})
-        else:
-            def recorder(*a, _orig=original, _name=name, **k):
-                used.append(_name)
-                return _orig(*a, **k)
-
-        setattr(owner, attr, recorder)
+    Used by the nbgrader path (the student's kernel); a sandboxed worker has its limits set by the kernel.
+    """
+    if not megabytes:
+        yield
+        return
+    try:
+        status = open("/proc/self/status").read()
+        vm_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    wanted = vm_kb * 1024 + megabytes * 2**20
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
     try:
         yield
     finally:
-        for owner, attr, original in saved:
-            setattr(owner, attr, original)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
-def _recording_init(cls: type, name: str, used: list[str]):
-    def __init__(self, *args, **kwargs):
-        used.append(name)
-        cls.__init__(self, *args, **kwargs)
+# ---------------------------------------------------------------------------------------- forbidden calls
+def _torch_name(func: Any) -> str:
+    """``scaled_dot_product_attention`` for F.scaled_dot_product_attention, torch.ops.aten....default, ..."""
+    name = getattr(func, "__name__", "") or ""
+    return name.split(".")[0]
 
-    return __init__
+
+class ForbiddenCallRecorder(TorchFunctionMode):
+    """Records which of the ``watched`` labels (see :data:`FORBIDDEN_CALLS`) the code under it executes."""
+
+    def __init__(self, watched: tuple[str, ...]):
+        super().__init__()
+        self.watched = {label: FORBIDDEN_CALLS[label] for label in watched if label in FORBIDDEN_CALLS}
+        self.used: set[str] = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = _torch_name(func)
+        for label, names in self.watched.items():
+            if name in names:
+                self.used.add(label)
+        return func(*args, **(kwargs or {}))
 
 
+@contextmanager
+def recording_forbidden(watched: tuple[str, ...]) -> Iterator[ForbiddenCallRecorder]:
+    recorder = ForbiddenCallRecorder(watched)
+    if not recorder.watched:
+        yield recorder
+        return
+    with recorder:
+        yield recorder
+
+
+# ---------------------------------------------------------------------------------------------- student
 class InProcessStudent:
-    """A submission whose definitions live in a namespace of this process (the nbgrader kernel's globals)."""
+    """A submission whose definitions live in a namespace of this process (the nbgrader kernel's globals,
+    or the sandboxed worker's namespace)."""
 
-    def __init__(self, namespace: Mapping[str, Any], time_limit: float | None = 60.0):
+    def __init__(self, namespace: Mapping[str, Any], time_limit: float | None = 60.0, memory_mb: int | None = None):
         self.namespace = namespace
         self.time_limit = time_limit
+        self.memory_mb = memory_mb
 
     def has(self, name: str) -> bool:
         return name in self.namespace
 
     def _get(self, name: str) -> Any:
         if name not in self.namespace:
-            raise StudentError(f"`{name}` is not defined: run the cell that defines it, and keep its name.")
+            raise StudentError(
+                f"`{name}` is not defined: run the cell that defines it, and keep its name.", Kind.MISSING_DEFINITION
+            )
         return self.namespace[name]
 
     def value(self, name: str) -> Any:
-        return _plain(self._get(name))
+        return plain(self._get(name))
+
+    @contextmanager
+    def _limits(self) -> Iterator[None]:
+        with time_limit(self.time_limit), memory_limit(self.memory_mb):
+            yield
 
     def _build(self, target: str, args: tuple, kwargs: dict) -> Any:
         factory = self._get(target)
         try:
-            with _time_limit(self.time_limit):
+            with self._limits():
                 built = factory(*args, **kwargs)
         except Exception as exc:
-            raise StudentError(f"{target}(...) raised {_student_frames(exc)}") from None
+            raise error_from(exc, f"{target}(...) raised") from None
         if isinstance(built, nn.Module):
             built = built.to("cpu")
         return built
 
-    def describe(self, target: str, args: tuple = (), kwargs: dict | None = None,
-                 attrs: tuple[str, ...] = ()) -> ModuleInfo:
+    def describe(
+        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+    ) -> ModuleInfo:
         module = self._build(target, args, kwargs or {})
         if not isinstance(module, nn.Module):
-            raise StudentError(f"{target}(...) returned {type(module).__name__}, expected an nn.Module.")
+            raise StudentError(
+                f"{target}(...) returned {type(module).__name__}, expected an nn.Module.", Kind.UNUSABLE_RESULT
+            )
         return ModuleInfo(
             type_name=type(module).__name__,
             children=[(name, type(child).__name__) for name, child in module.named_children()],
             parameters={n: tuple(p.shape) for n, p in module.named_parameters()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers()},
             num_parameters=sum(p.numel() for p in module.parameters()),
-            attrs={a: _plain(getattr(module, a, None)) for a in attrs},
+            attrs={a: plain(getattr(module, a, None)) for a in attrs},
             text=repr(module),
         )
 
     def call(self, call: Call) -> CallResult:
-        used: list[str] = []
-        with _tripwires(call.forbidden, used):
-            result = self._call(call)
-        result.forbidden_used = sorted(set(used))
-        return result
-
-    def _call(self, call: Call) -> CallResult:
         fn = self._build(call.target, call.args, call.kwargs) if call.build else self._get(call.target)
         if call.dtype is not None and isinstance(fn, nn.Module):
             fn = fn.to(call.dtype)
         if call.state_dict is not None:
             if not isinstance(fn, nn.Module):
-                raise StudentError(f"{call.target}(...) returned {type(fn).__name__}, expected an nn.Module.")
+                raise StudentError(
+                    f"{call.target}(...) returned {type(fn).__name__}, expected an nn.Module.", Kind.UNUSABLE_RESULT
+                )
             try:
                 fn.load_state_dict(call.state_dict, strict=True)
             except RuntimeError as exc:
                 raise StudentError(
                     f"the grader could not load weights into your {call.target}: {exc}. Keep the attribute "
-                    "names and layer sizes the docstring asks for."
+                    "names and layer sizes the docstring asks for.",
+                    Kind.WRONG_RESULT,
                 ) from None
         if isinstance(fn, nn.Module):
             fn.train(call.train)
         wants_grad = call.grad_outputs is not None
-        inputs = [x.detach().clone().requires_grad_(wants_grad and x.is_floating_point())
-                  if isinstance(x, torch.Tensor) else x for x in call.inputs]
+        inputs = [
+            x.detach().clone().requires_grad_(wants_grad and x.is_floating_point())
+            if isinstance(x, torch.Tensor)
+            else x
+            for x in call.inputs
+        ]
         outputs = []
         try:
-            with _time_limit(self.time_limit):
+            with self._limits(), recording_forbidden(call.forbidden) as recorder:
                 for _ in range(call.repeat):
                     torch.manual_seed(call.seed)
                     with torch.set_grad_enabled(wants_grad):
                         outputs.append(fn(*inputs, **call.input_kwargs))
-                result = CallResult(outputs=[_plain(o) for o in outputs])
+                result = CallResult(outputs=[plain(o) for o in outputs])
                 if wants_grad:
                     self._backward(fn, outputs[-1], inputs, call.grad_outputs, result)
         except StudentError:
             raise
         except Exception as exc:
-            raise StudentError(f"calling your {call.target} raised {_student_frames(exc)}") from None
+            raise error_from(exc, f"calling your {call.target} raised") from None
+        result.forbidden_used = sorted(recorder.used)
         if isinstance(fn, nn.Module):
-            result.attrs = {a: _plain(getattr(fn, a, None)) for a in call.attrs}
+            result.attrs = {a: plain(getattr(fn, a, None)) for a in call.attrs}
         return result
 
     @staticmethod
     def _backward(fn: Any, output: Any, inputs: list, grad_outputs: torch.Tensor, result: CallResult) -> None:
         first = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(first, torch.Tensor) or not first.requires_grad:
-            raise StudentError("the output does not depend on the inputs or weights through autograd "
-                               "(was it detached, built with torch.tensor(...), or computed under no_grad?)")
+            raise StudentError(
+                "the output does not depend on the inputs or weights through autograd "
+                "(was it detached, built with torch.tensor(...), or computed under no_grad?)",
+                Kind.WRONG_RESULT,
+            )
         if first.shape != grad_outputs.shape:
-            raise StudentError(f"the output has shape {tuple(first.shape)}, expected {tuple(grad_outputs.shape)}")
+            raise StudentError(
+                f"the output has shape {tuple(first.shape)}, expected {tuple(grad_outputs.shape)}", Kind.WRONG_RESULT
+            )
         first.backward(grad_outputs.to(first.dtype))
-        result.input_grads = [_plain(x.grad) if isinstance(x, torch.Tensor) else None for x in inputs]
+        result.input_grads = [plain(x.grad) if isinstance(x, torch.Tensor) else None for x in inputs]
         if isinstance(fn, nn.Module):
-            result.param_grads = {n: _plain(p.grad) for n, p in fn.named_parameters()}
+            result.param_grads = {n: plain(p.grad) for n, p in fn.named_parameters()}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograde.references import vision_transformer as ref
+from autograde.assignments.vision_transformer import reference as ref
 from course_utils.checkpoint import save_checkpoint
 from course_utils.loaders import get_loaders
 from course_utils.runtime import get_device, set_seed

@@ -1,4 +1,8 @@
-"""CIFAR-10 read straight from its python-pickle batches into uint8 tensors."""
+"""CIFAR-10 read straight from its python-pickle batches into uint8 tensors.
+
+The batches are read with an unpickler that only rebuilds numpy arrays, never calls anything else, so a
+damaged or tampered file raises an error instead of running code.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,24 @@ NUM_VAL = 1_000
 BATCH_FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
+
+
+# What a CIFAR-10 batch pickle may reference: numpy's array reconstruction and nothing else. Any other global
+# (a function to call while loading) is refused, so a tampered or hostile file cannot run code.
+_SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR-10 batch holds only arrays")
+        return super().find_class(module, name)
 
 
 class DataUnavailableError(RuntimeError):
@@ -121,7 +143,7 @@ def _read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     fix = f"Replace it with a good copy (or delete {path.parent} and load with download=True)."
     try:
         with path.open("rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _BatchUnpickler(f, encoding="latin1").load()
         data, labels = entry["data"], np.asarray(entry["labels"], dtype=np.int64)
     except FileNotFoundError as err:
         message = f"The CIFAR-10 copy in {path.parent} is incomplete: {path.name} is missing. {fix}"

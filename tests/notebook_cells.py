@@ -1,4 +1,4 @@
-"""Reading nbgrader cells out of the course notebooks (shared by the release and notebook tests)."""
+"""Reading the course notebooks in tests (the nbgrader metadata itself is read by autograde.notebooks)."""
 
 from __future__ import annotations
 
@@ -6,41 +6,26 @@ from pathlib import Path
 
 import nbformat
 
-from autograde.nbgrader_course import RELEASE, SOLUTIONS, assignment_ids
-
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
+from autograde import course, notebooks
 
 
 def source_notebook(assignment: str) -> nbformat.NotebookNode:
-    return nbformat.read(SOLUTIONS / assignment / f"{assignment}.ipynb", as_version=4)
+    return notebooks.read(course.get(assignment).source_notebook)
 
 
 def release_notebook(assignment: str) -> nbformat.NotebookNode:
-    return nbformat.read(RELEASE / assignment / f"{assignment}.ipynb", as_version=4)
-
-
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
+    return notebooks.read(course.get(assignment).release_notebook)
 
 
 def hidden_cells(nb) -> dict[str, nbformat.NotebookNode]:
     """Hidden test cells by grade_id."""
-    return {nbgrader_meta(c)["grade_id"]: c for c in nb.cells if HIDDEN_BEGIN in c.source}
+    return {notebooks.grade_id(c): c for c in nb.cells if notebooks.HIDDEN_BEGIN in c.source}
 
 
-def region_lines(source: str, begin: str, end: str) -> list[str]:
-    """The lines strictly inside every begin/end region of ``source``."""
-    lines, inside = [], False
-    for line in source.splitlines():
-        if begin in line:
-            inside = True
-        elif end in line:
-            inside = False
-        elif inside:
-            lines.append(line)
-    return lines
+def region_lines(source: str) -> list[str]:
+    """The lines inside the solution and hidden-test regions of ``source``."""
+    return notebooks.inside_regions(source)[0]
 
 
 def all_notebooks() -> list[Path]:
-    return [folder / a / f"{a}.ipynb" for a in assignment_ids() for folder in (SOLUTIONS, RELEASE)]
+    return [p for a in course.ASSIGNMENTS for p in (a.source_notebook, a.release_notebook)]

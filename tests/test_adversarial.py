@@ -1,16 +1,29 @@
-"""Broken and hostile submissions of notebook 1, graded in ONE isolated batch with two lanes.
+"""Broken, hostile and unusual-but-valid submissions, graded in ONE isolated batch with two lanes.
 
-Each kind has its fair result: what its code earns when only its own graded definitions are run (hand-stated
-for the hostile kinds, computed in-process from an equivalent honest notebook for the merely wrong ones). The
-batch also holds correct submissions between the hostile ones; they must keep full marks, no file outside a
-worker's own directory may change, and no submission may gain a point it did not earn.
+Each case has its fair result: what its code earns when only its own graded definitions run (stated for the
+hostile kinds, computed in-process from an honest equivalent for the merely wrong ones). The batch also
+holds correct submissions between the hostile ones; they must keep full marks, nothing outside the workers'
+scratch folders may change (the repository, the submissions, the course data and the Python installation are
+fingerprinted before and after), and no submission may gain a point it did not earn.
+
+Where a hostile notebook's answer depends on whether its attack worked (``answer_q1 = 2 if not ESCAPED else
+3``), its score itself proves that the attack failed. The batch runs with Linux namespaces and without them;
+the escapes also run through the Gradescope package's ``run_autograder``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ast
 import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,104 +32,61 @@ import nbformat
 import pytest
 import torch
 
-from autograde.examples import Edit, Example, build
-from autograde.harness import run_part
-from autograde.isolation.batch import Submission, catalog, grade_batch, sandbox_for
-from autograde.isolation.sandbox import Limits
-from autograde.nbgrader_course import RELEASE, SOLUTIONS
+from autograde import course, eval_data, settings
+from autograde.catalog import catalog
+from autograde.examples import Edit, examples
+from autograde.harness import Context, run_part
+from autograde.isolation.batch import Submission, grade_batch, sandbox_for
+from autograde.notebook_source import graded_source
+from autograde.outputs import feedback_markdown, summary
+from autograde.results import Kind
 from autograde.student import InProcessStudent
+from tests.submissions import (
+    A1,
+    A2,
+    A4,
+    RETURN,
+    answer_depends_on,
+    attached_and_configured,
+    before_class,
+    black_style_mha,
+    blank,
+    deleted,
+    duplicated_attention,
+    in_forward,
+    in_init,
+    ipython_syntax,
+    renamed_grade_id,
+    returning,
+    solution,
+    statement_chain,
+    with_cell_after,
+)
 
-A = "01_self_attention_cnn"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (RELEASE / A / f"{A}.ipynb").is_file() or not (SOLUTIONS / A / f"{A}.ipynb").is_file(),
-        reason="needs the notebook-1 release and solution (python -m autograde.release)",
-    ),
-]
-LIMITS = Limits(timeout=2.0, memory_mb=512)
+pytestmark = pytest.mark.slow
+LIMITS = settings.Settings(timeout=2.0, memory_mb=512, submission_seconds=25.0)
+REPO = course.REPO
 FORGED = Path("/tmp/autograde-forged-results.json")
-FORWARD_START = "        N, C, H, W = x.shape\n"
-RETURN = "        return x + out"
+CLASS_FOLDER = "class"  # the batch's submissions are written to tmp/class/<case>.ipynb
 
 
-def solution(*edits: Edit) -> nbformat.NotebookNode:
-    return build(A, Example("case", "", {}, edits=tuple(edits)))
-
-
-def in_forward(code: str) -> Edit:
-    """Insert ``code`` (one statement per line) at the start of Attention.forward."""
-    body = "".join(f"        {line}\n" for line in code.splitlines())
-    return Edit("attention", FORWARD_START, FORWARD_START + body)
-
-
-def in_init(code: str) -> Edit:
-    body = "".join(f"        {line}\n" for line in code.splitlines())
-    old = "        super().__init__()\n        # TODO: define self.conv_query"
-    return Edit(
-        "attention", old, "        super().__init__()\n" + body + "        # TODO: define self.conv_query"
-    )
-
-
-def returning(expression: str) -> Edit:
-    return Edit("attention", RETURN, f"        return {expression}")
-
-
-def before_class(cell: str, name: str, code: str) -> Edit:
-    return Edit(cell, f"class {name}(nn.Module):", f"{code}\n\n\nclass {name}(nn.Module):")
-
-
-def cell_index(nb: nbformat.NotebookNode, grade_id: str) -> int:
-    return next(
-        i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id
-    )
-
-
-# ------------------------------------------------------------------------------------ notebook builders
-def deleted(grade_id: str) -> nbformat.NotebookNode:
-    nb = solution()
-    del nb.cells[cell_index(nb, grade_id)]
-    return nb
-
-
-def duplicated_attention() -> nbformat.NotebookNode:
-    """An earlier, broken copy of the answer cell; the later (correct) one is what the notebook defines."""
-    nb = solution()
-    broken = solution(in_forward("raise RuntimeError('first draft')"))
-    draft = broken.cells[cell_index(broken, "attention")]
-    draft.id = "attention-draft"
-    nb.cells.insert(cell_index(nb, "attention"), draft)
-    return nb
-
-
-def renamed_grade_id() -> nbformat.NotebookNode:
-    nb = solution()
-    nb.cells[cell_index(nb, "attention")].metadata["nbgrader"]["grade_id"] = "my_attention"
-    return nb
-
-
-STEAL_REFERENCE = """
+# ---------------------------------------------------------------------------------------- attacks
+STEAL_REFERENCE = f"""
 def _stolen_reference():
-    import importlib, os, sys
-    for entry in list(sys.path) + [os.getcwd()]:
-        path = entry
-        for _ in range(8):
-            candidate = os.path.join(path, "autograde", "references", "attention_cnn.py")
-            try:
-                namespace = {}
-                exec(compile(open(candidate).read(), candidate, "exec"), namespace)
-                return namespace["Attention"]
-            except Exception:
-                pass
-            sys.path.insert(0, path)
-            try:
-                return importlib.import_module("autograde.references.attention_cnn").Attention
-            except Exception:
-                pass
-            finally:
-                sys.path.remove(path)
-            path = os.path.dirname(path)
-    return None
+    import importlib.util
+    for path in ({str(course.get(A1).directory / "reference.py")!r},):
+        try:
+            spec = importlib.util.spec_from_file_location("stolen", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module.Attention
+        except Exception:
+            pass
+    try:
+        from autograde.assignments.self_attention_cnn.reference import Attention
+        return Attention
+    except Exception:
+        return None
 
 
 REFERENCE = _stolen_reference()"""
@@ -126,26 +96,33 @@ stolen = REFERENCE(C).to(x.dtype)
 stolen.load_state_dict(self.state_dict())
 return stolen(x)"""
 
-STEAL_ANSWER = """
-def _stolen_answer():
-    import os, re, sys
-    for entry in list(sys.path) + [os.getcwd(), os.environ.get("HOME", "")]:
-        path = entry
-        for _ in range(8):
-            for name in ("autograde/graders", "graders"):
-                try:
-                    text = open(os.path.join(path, name, "test_01_self_attention_cnn.py")).read()
-                    return int(re.search(r"ANSWER_Q1 = (\\d)", text).group(1))
-                except Exception:
-                    pass
-            path = os.path.dirname(path)
+STEAL_ANSWER = f"""def _stolen_answer():
+    import re
+    for path in ({str(course.get(A1).grader_path)!r},):
+        try:
+            return int(re.search(r"ANSWER_Q1 = (\\\\d)", open(path).read()).group(1))
+        except Exception:
+            pass
     return 4
 
 
 answer_q1 = _stolen_answer()"""
 
-DETECT_GRADING = """
-def _graded_answer():
+MMAP_THE_GRADER = f"""def _read_through_mmap():
+    import re
+    import torch
+    for path in ({str(course.get(A1).grader_path)!r},):
+        try:
+            data = torch.UntypedStorage.from_file(path, shared=False, nbytes=4000)
+            return int(re.search(rb"ANSWER_Q1 = (\\\\d)", bytes(data)).group(1))
+        except Exception:
+            pass
+    return 4
+
+
+answer_q1 = _read_through_mmap()"""
+
+DETECT_GRADING = """def _graded_answer():
     import os
     words = ("NBGRADER", "PYTEST", "AUTOGRADE", "GRADER")
     hints = [k for k in os.environ if any(w in k.upper() for w in words)]
@@ -179,54 +156,193 @@ torch.testing.assert_close = lambda *a, **k: None"""
 
 PATCH_GRADER = """import builtins, sys
 for module in list(sys.modules.values()):
-    if getattr(module, '__name__', '').startswith(('autograde', 'pytest', '_pytest')):
-        for name in ('assert_matches', 'close', 'fail'):
+    module_name = getattr(module, '__name__', '')
+    if 'autograde' in module_name or module_name.startswith(('pytest', '_pytest')):
+        for name in ('assert_matches', 'close', 'fail', 'checked_tensor', 'error'):
             if hasattr(module, name):
                 setattr(module, name, lambda *a, **k: True)
 builtins.all = lambda *a, **k: True"""
 
 
+def escape_then_write(targets: Callable[[Path], list[Path]]) -> Callable[[Path], str]:
+    """The attack that defeated the old audit hook: rewrite every reachable closure through a traceback,
+    then write to ``targets`` (given the batch's folder). ESCAPED is True when any write succeeded."""
+
+    def attack(folder: Path) -> str:
+        paths = [str(p) for p in targets(folder)]
+        return f"""def _escape():
+    import sys
+    try:
+        raise RuntimeError()
+    except RuntimeError as exc:
+        frame = exc.__traceback__.tb_frame
+        for name, module in list(sys.modules.items()):  # the sandbox's own functions (the old hook lived there)
+            if "confine" not in name and "hook" not in name:
+                continue
+            for value in list(getattr(module, "__dict__", {{}}).values()):
+                closure = getattr(value, "__closure__", None)
+                for cell in closure if isinstance(closure, tuple) else ():
+                    try:
+                        cell.cell_contents = ()
+                    except Exception:
+                        pass
+    wrote = False
+    for path in {paths!r}:
+        try:
+            with open(path, "a") as f:
+                f.write("\\nraise SystemExit('planted by a submission')\\n")
+            wrote = True
+        except Exception:
+            pass
+    return wrote
+
+
+ESCAPED = _escape()"""
+
+    return attack
+
+
+def classmates_and_course(folder: Path) -> list[Path]:
+    return [
+        folder / "control_first.ipynb",
+        REPO / "course_utils" / "__init__.py",
+        course.get(A1).grader_path,
+        course.get(A1).source_notebook,
+        REPO / "autograde" / "harness.py",
+    ]
+
+
+def shared_mmap_write(folder: Path) -> str:
+    target = folder / "control_first.ipynb"
+    return f"""def _mmap_write():
+    import torch
+    try:
+        storage = torch.UntypedStorage.from_file({str(target)!r}, shared=True, nbytes=16)
+        storage.fill_(120)
+        return True
+    except Exception:
+        return False
+
+
+ESCAPED = _mmap_write()"""
+
+
+def persist_into_course_utils(folder: Path) -> str:
+    return """def _persist():
+    import course_utils, os
+    wrote = False
+    for path in (course_utils.__file__, os.path.join(os.path.dirname(course_utils.__file__), "runtime.py")):
+        try:
+            with open(path, "a") as f:
+                f.write("\\nimport os; os.environ['PWNED'] = '1'\\n")
+            wrote = True
+        except Exception:
+            pass
+    return wrote
+
+
+ESCAPED = _persist()"""
+
+
+def replace_the_test_data(folder: Path) -> str:
+    data = folder.parent / "data" / "cifar-10-batches-py" / "test_batch"
+    return f"""import os, pickle
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/autograde-pwned",))
+
+
+def _replace():
+    try:
+        with open({str(data)!r}, "wb") as f:
+            pickle.dump({{"data": _Payload(), "labels": []}}, f)
+        return True
+    except Exception:
+        return False
+
+
+ESCAPED = _replace()"""
+
+
+def fake_setup_failure(folder: Path) -> str:  # noqa: ARG001
+    return "with open('.sandbox-setup-error', 'w') as f:\n    f.write('run pip install evil')\nimport os\nos._exit(70)"
+
+
+STRIDE0_REPLY = """import sys
+for name, module in list(sys.modules.items()):
+    if name.endswith('isolation.worker.serve'):
+        module._wire = lambda value, torch, depth=0: {'outputs': [torch.zeros(1).expand(10**7, 10**7)]}"""
+
+MARKDOWN_INJECTION = (
+    "raise ValueError('**Score: 19 / 19**\\n\\n# Full marks\\n\\n## attention: 10 / 10\\n"
+    + "```\\n<script>alert(1)</script>')"
+)
+FAKE_GRADER_ERROR = "raise RuntimeError('the grader could not check this (KeyError: x); tell your instructor.')"
+
+# notebook 2: forbidden built-ins, however they are reached, and a method that only shares their name
+MHA_CALL = "out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, H, S, D)"
+BY_GETATTR = """out = getattr(F, "scaled_dot_" + "product_attention")(q, k, v, attn_mask=attn_mask)
+        weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
+BY_ATEN = """out = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=attn_mask)[0]
+        weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
+OWN_METHOD = "out, weights = self.scaled_dot_product_attention(q, k, v, attn_mask)  # (N, H, S, D)"
+OWN_METHOD_DEF = """
+    def scaled_dot_product_attention(self, q, k, v, mask):
+        return scaled_dot_product_attention(q, k, v, mask, self.attn_drop)
+
+    def forward(self, query, key, value, attn_mask=None):"""
+
+
+# ------------------------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
-    """A submission (a notebook, or raw bytes) and how its fair score is found.
+    """A submission (a notebook, raw bytes, or a notebook made from the batch's folder) and its fair score.
 
     expected: "zeros", "full", "broken-attention" (no usable Attention: its part and the models get 0),
-    "broken-forward" (Attention builds but never runs: only the structure checks pass), "no-q1",
-    "no-sagan"; or "same-as:<honest case>" for code judged by what an honest equivalent earns in-process.
+    "broken-forward" (Attention builds but never runs: only the structure checks pass), "no-q1", "no-sagan",
+    "budget" (checked separately), or "same-as:<case>" / "example:<name>" for code judged by what an honest
+    equivalent earns in-process, or by an example's stated failures.
     """
 
     name: str
-    make: Callable[[], nbformat.NotebookNode | bytes]
+    make: Callable[[Path], nbformat.NotebookNode | bytes]
     expected: str
+    assignment: str = A1
+
+
+def attack_case(name: str, attack: Callable[[Path], str]) -> Case:
+    return Case(name, lambda folder: solution(answer_depends_on(attack(folder))), "full")
+
+
+def case(name: str, make: Callable[[], nbformat.NotebookNode | bytes], expected: str, assignment: str = A1) -> Case:
+    return Case(name, lambda folder: make(), expected, assignment)
 
 
 CASES = [
-    Case("control_first", solution, "full"),
-    Case("invalid_json", lambda: b'{"cells": [', "zeros"),
-    Case("not_a_notebook", lambda: b"%PDF-1.4\n\x00\x01binary", "zeros"),
-    Case("json_not_a_notebook", lambda: b"[1, 2, 3]", "zeros"),
-    Case("empty_notebook", lambda: nbformat.v4.new_notebook(), "zeros"),
-    Case("untouched_release", lambda: build(A, Example("blank", "", {}, blank=True)), "zeros"),
-    Case("answer_cell_deleted", lambda: deleted("attention"), "broken-attention"),
-    Case("answer_cell_duplicated", duplicated_attention, "full"),
-    Case("grade_id_changed", renamed_grade_id, "full"),
-    Case("hidden_test_cell_deleted", lambda: deleted("attention_tests"), "full"),
-    Case(
+    case("control_first", solution, "full"),
+    case("invalid_json", lambda: b'{"cells": [', "zeros"),
+    case("not_a_notebook", lambda: b"%PDF-1.4\n\x00\x01binary", "zeros"),
+    case("json_not_a_notebook", lambda: b"[1, 2, 3]", "zeros"),
+    case("empty_notebook", lambda: nbformat.v4.new_notebook(), "zeros"),
+    case("untouched_release", lambda: blank(A1), "zeros"),
+    case("answer_cell_deleted", lambda: deleted("attention"), "broken-attention"),
+    case("answer_cell_duplicated", duplicated_attention, "full"),
+    case("grade_id_changed", renamed_grade_id, "full"),
+    case("hidden_test_cell_deleted", lambda: deleted("attention_tests"), "full"),
+    case(
         "class_renamed",
         lambda: solution(Edit("attention", "class Attention(", "class SelfAttention(")),
         "broken-attention",
     ),
-    Case(
+    case(
         "wrong_constructor_signature",
         lambda: solution(Edit("attention", "in_channels: int):", "in_channels: int, heads: int):")),
         "broken-attention",
     ),
-    Case(
-        "syntax_error",
-        lambda: solution(Edit("attention", RETURN, "        return x + out)")),
-        "broken-attention",
-    ),
-    Case(
+    case("syntax_error", lambda: solution(Edit("attention", RETURN, "        return x + out)")), "broken-attention"),
+    case(
         "exception_at_import",
         lambda: solution(
             Edit("attention", "class Attention(", "from einops import rearrange\n\n\nclass Attention("),
@@ -234,7 +350,7 @@ CASES = [
         ),
         "broken-attention",
     ),
-    Case(
+    case(
         "endless_loop_at_definition",
         lambda: solution(
             before_class("sagan", "SAGANAttention", "K = 8\nwhile K > 0:\n    K += 1"),
@@ -242,13 +358,13 @@ CASES = [
         ),
         "no-sagan",
     ),
-    Case("endless_loop_in_forward", lambda: solution(in_forward("while True:\n    pass")), "broken-forward"),
-    Case(
+    case("endless_loop_in_forward", lambda: solution(in_forward("while True:\n    pass")), "broken-forward"),
+    case(
         "memory_bomb",
         lambda: solution(in_forward("hog = []\nwhile True:\n    hog.append(bytearray(2**27))")),
         "broken-forward",
     ),
-    Case(
+    case(
         "sys_exit_at_definition",
         lambda: solution(
             Edit(
@@ -259,129 +375,163 @@ CASES = [
         ),
         "no-sagan",
     ),
-    Case("os_exit_in_forward", lambda: solution(in_forward("import os\nos._exit(0)")), "broken-forward"),
+    case("os_exit_in_forward", lambda: solution(in_forward("import os\nos._exit(0)")), "broken-forward"),
     Case(
-        "fork_bomb", lambda: solution(in_forward("import os\nwhile True:\n    os.fork()")), "broken-forward"
-    ),
-    Case(
-        "spawns_processes",
-        lambda: solution(
-            in_forward("import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 600 & sleep 600'])")
-        ),
+        "fakes_a_sandbox_setup_failure",
+        lambda folder: solution(in_forward(fake_setup_failure(folder))),
         "broken-forward",
     ),
-    Case(
+    case("fork_bomb", lambda: solution(in_forward("import os\nwhile True:\n    os.fork()")), "broken-forward"),
+    case(
+        "spawns_processes",
+        lambda: solution(in_forward("import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 600 & sleep 600'])")),
+        "broken-forward",
+    ),
+    case(
         "kills_other_processes",
         lambda: solution(
-            in_forward(
-                "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)"
-            )
+            in_forward("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nos.kill(-1, signal.SIGKILL)")
         ),
         "broken-forward",
     ),
-    Case(
+    case(
         "huge_output",
         lambda: solution(in_init("print('x' * 50_000_000)"), in_forward("print('y' * 1_000_000)")),
         "full",
     ),
-    Case("control_middle", solution, "full"),
-    Case("nan_outputs", lambda: solution(returning("x + out * float('nan')")), "same-as:nan_outputs"),
-    Case("inf_outputs", lambda: solution(returning("x + out + float('inf')")), "same-as:inf_outputs"),
-    Case("wrong_dtype", lambda: solution(returning("(x + out).float()")), "same-as:wrong_dtype"),
-    Case("cuda_hard_coded", lambda: solution(returning("x + out.to('cuda')")), "broken-forward"),
-    Case("constant_output", lambda: solution(returning("x * 0.0")), "same-as:constant_output"),
-    Case(
+    case("control_middle", solution, "full"),
+    case("nan_outputs", lambda: solution(returning("x + out * float('nan')")), "same-as:nan_outputs"),
+    case("inf_outputs", lambda: solution(returning("x + out + float('inf')")), "same-as:inf_outputs"),
+    case("wrong_dtype", lambda: solution(returning("(x + out).float()")), "same-as:wrong_dtype"),
+    case("cuda_hard_coded", lambda: solution(returning("x + out.to('cuda')")), "broken-forward"),
+    case("constant_output", lambda: solution(returning("x * 0.0")), "same-as:constant_output"),
+    case(
         "forbidden_builtin",
-        lambda: solution(
-            returning("x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, C, H, W)")
-        ),
+        lambda: solution(returning("x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, C, H, W)")),
         "same-as:forbidden_builtin",
     ),
-    Case(
-        "monkeypatches_torch",
-        lambda: solution(in_init(PATCH_TORCH), returning("x * 0.0")),
-        "same-as:constant_output",
+    case(
+        "monkeypatches_torch", lambda: solution(in_init(PATCH_TORCH), returning("x * 0.0")), "same-as:constant_output"
     ),
-    Case(
+    case(
         "monkeypatches_grader_pytest_builtins",
         lambda: solution(in_init(PATCH_GRADER), returning("x * 0.0")),
         "same-as:constant_output",
     ),
-    Case(
+    case(
         "imports_the_references",
         lambda: solution(
-            Edit("attention", "class Attention(", STEAL_REFERENCE + "\n\n\nclass Attention("),
-            in_forward(USE_REFERENCE),
+            Edit("attention", "class Attention(", STEAL_REFERENCE + "\n\n\nclass Attention("), in_forward(USE_REFERENCE)
         ),
         "broken-forward",
     ),
-    Case("reads_the_grader_files", lambda: solution(Edit("q1", "answer_q1 = 2", STEAL_ANSWER)), "no-q1"),
-    Case(
+    case("reads_the_grader_files", lambda: solution(Edit("q1", "answer_q1 = 2", STEAL_ANSWER)), "no-q1"),
+    case("reads_the_grader_through_mmap", lambda: solution(Edit("q1", "answer_q1 = 2", MMAP_THE_GRADER)), "no-q1"),
+    attack_case("escapes_then_overwrites_classmates_and_grader", escape_then_write(classmates_and_course)),
+    attack_case("writes_a_classmate_through_a_shared_mmap", shared_mmap_write),
+    attack_case("persists_into_course_utils", persist_into_course_utils),
+    case(
         "forges_results_files",
         lambda: solution(
             Edit("attention", "class Attention(", FORGE + "\n\n\nclass Attention("), in_init("assert FORGED")
         ),
         "full",
     ),
-    Case(
-        "detects_grading_from_environment",
-        lambda: solution(Edit("q1", "answer_q1 = 2", DETECT_GRADING)),
-        "no-q1",
+    case("detects_grading_from_environment", lambda: solution(Edit("q1", "answer_q1 = 2", DETECT_GRADING)), "no-q1"),
+    case("sends_a_stride0_view", lambda: solution(in_forward(STRIDE0_REPLY)), "broken-forward"),
+    case("statement_chain", statement_chain, "full"),
+    case("markdown_in_an_error", lambda: solution(in_forward(MARKDOWN_INJECTION)), "broken-forward"),
+    case("claims_a_grader_error", lambda: solution(in_forward(FAKE_GRADER_ERROR)), "broken-forward"),
+    case("slow_but_correct", lambda: solution(in_forward("import time\ntime.sleep(0.1)")), "full"),
+    case("sleeps_just_under_the_timeout", lambda: solution(in_forward("import time\ntime.sleep(1.8)")), "budget"),
+    case("ipython_syntax", ipython_syntax, "full"),
+    case("methods_attached_after_the_class", attached_and_configured, "full"),
+    case("black_formatted_mha", black_style_mha, "full", A2),
+    case(
+        "builtin_by_getattr",
+        lambda: solution(Edit("mha", MHA_CALL, BY_GETATTR), assignment=A2),
+        "example:builtin_attention",
+        A2,
     ),
-    Case("slow_but_correct", lambda: solution(in_forward("import time\ntime.sleep(0.1)")), "full"),
-    Case("control_last", solution, "full"),
+    case(
+        "builtin_by_aten_op",
+        lambda: solution(Edit("mha", MHA_CALL, BY_ATEN), assignment=A2),
+        "example:builtin_attention",
+        A2,
+    ),
+    case(
+        "own_method_named_like_the_builtin",
+        lambda: solution(
+            Edit("mha", MHA_CALL, OWN_METHOD),
+            Edit("mha", "\n    def forward(self, query, key, value, attn_mask=None):", OWN_METHOD_DEF),
+            assignment=A2,
+        ),
+        "full",
+        A2,
+    ),
+    Case(
+        "replaces_the_evaluation_data",
+        lambda folder: with_cell_after(
+            "vit", replace_the_test_data(folder) + "\nanswer_q_cost = 1 if ESCAPED else 1", blank(A4)
+        ),
+        "zeros",
+        A4,
+    ),
+    case("control_last", solution, "full"),
 ]
 HOSTILE = [c for c in CASES if not c.name.startswith("control")]
+# The escapes, run once more through the Gradescope package (one run_autograder per submission).
+GRADESCOPE_CASES = (
+    "escapes_then_overwrites_classmates_and_grader",
+    "reads_the_grader_through_mmap",
+    "fakes_a_sandbox_setup_failure",
+    "forges_results_files",
+)
 
 
-@contextlib.contextmanager
-def one_thread():
+# ------------------------------------------------------------------------------------ fair scores
+def in_process_points(assignment: str, nb: nbformat.NotebookNode) -> dict[str, float]:
+    """What the notebook's graded definitions earn when run in this process (as nbgrader would), per part."""
+    cat = catalog(assignment)
+    source = graded_source(nb, cat.names, cat.locked_sources)
+    namespace: dict = {"__name__": "__main__"}
+    for chunk in source.chunks:
+        body = ast.parse(chunk.source).body
+        for i in chunk.statements:
+            try:
+                exec(compile(ast.Module(body=[body[i]], type_ignores=[]), chunk.filename, "exec"), namespace)
+            except Exception:
+                break
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        report = run_part(assignment, None, Context(InProcessStudent(namespace, time_limit=10)))
     finally:
         torch.set_num_threads(threads)
-
-
-@functools.cache
-def honest_case_points(name: str) -> dict[str, float]:
-    return honest_points(next(c for c in CASES if c.name == name).make())
-
-
-def honest_points(nb: nbformat.NotebookNode) -> dict[str, float]:
-    """What the notebook's answer cells earn when run in this process (as nbgrader would), per part."""
-    namespace: dict = {}
-    exec(
-        "import math, sys\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
-        "from course_utils import Flatten",
-        namespace,
-    )
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and (meta.get("solution") or meta.get("grade_id") == "vanilla_cnn"):
-            exec(cell.source, namespace)
-    with one_thread():
-        report = run_part(A, None, InProcessStudent(namespace, time_limit=10))
     points: dict[str, float] = {}
     for o in report.outcomes:
         points[o.part] = points.get(o.part, 0.0) + o.earned
     return points
 
 
-@pytest.fixture(scope="module")
-def cat():
-    return catalog(A)
+@functools.cache
+def honest_case_points(name: str) -> dict[str, float]:
+    c = next(c for c in CASES if c.name == name)
+    return in_process_points(c.assignment, c.make(Path("/nonexistent")))
 
 
-def expected_points(case: Case, cat) -> dict[str, float]:
+def expected_points(c: Case) -> dict[str, float]:
+    cat = catalog(c.assignment)
     full = cat.parts
 
     def passing(part: str, words: str) -> float:
         return sum(t.points for t in cat.tests if t.part == part and words in t.description)
 
-    if case.expected.startswith("same-as:"):
-        return honest_case_points(case.expected.split(":", 1)[1])
+    if c.expected.startswith("same-as:"):
+        return honest_case_points(c.expected.split(":", 1)[1])
+    if c.expected.startswith("example:"):
+        name = c.expected.split(":", 1)[1]
+        return example_points(c.assignment, next(e for e in examples(c.assignment) if e.name == name))
     return {
         "zeros": {p: 0.0 for p in full},
         "full": dict(full),
@@ -393,90 +543,165 @@ def expected_points(case: Case, cat) -> dict[str, float]:
         },
         "no-q1": {**full, "q1": 0.0},
         "no-sagan": {**full, "sagan": 0.0},
-    }[case.expected]
+    }[c.expected]
 
 
-def grade_cases(folder: Path, cases: list[Case], cat, namespaces: bool = True):
-    """Grade ``cases`` in one batch with two lanes; (results by case name, wall seconds)."""
-    for case in cases:
-        made = case.make()
-        path = folder / f"{case.name}.ipynb"
+def example_points(assignment, example):
+    from autograde.examples import expected_points as points
+
+    return points(assignment, example)
+
+
+# ------------------------------------------------------------------------------------ fingerprints
+def _content_fingerprint(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not any(part in skip for part in path.relative_to(root).parts):
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def _stat_fingerprint(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            st = os.lstat(os.path.join(dirpath, name))
+            out[os.path.join(dirpath, name)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def fingerprint(tmp: Path) -> dict:
+    """Everything a worker must not change: the repository, the batch's submissions and course data (by
+    content), and the Python installation (by size and modification time)."""
+    from autograde.isolation.sandbox import site_packages, standard_library
+
+    return {
+        "repository": _content_fingerprint(
+            REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "grading", "outputs")
+        ),
+        "batch": _content_fingerprint(tmp),
+        "python": {p: _stat_fingerprint(Path(p)) for p in [*site_packages(), *standard_library()]},
+    }
+
+
+# ------------------------------------------------------------------------------------------ the batch
+def write_cases(folder: Path, cases: list[Case]) -> list[Submission]:
+    folder.mkdir(parents=True, exist_ok=True)
+    subs = []
+    for c in cases:
+        made = c.make(folder)
+        path = folder / f"{c.name}.ipynb"
         path.write_bytes(made) if isinstance(made, bytes) else nbformat.write(made, path)
+        subs.append(Submission(c.name, path, c.assignment))
+    return subs
+
+
+def course_data_copy(tmp: Path) -> Path:
+    """A writable copy of the CIFAR-10 subset for the batch ($COURSE_DATA), so that an attack on it can be
+    seen; an empty stand-in when the test data is absent (the notebook-4 case then has no data to attack)."""
+    data = tmp / "data"
+    source = Path(os.environ.get("COURSE_TEST_DATA") or REPO.parent / "shared" / "data") / "cifar10-subset"
+    if (source / "cifar-10-batches-py").is_dir():
+        shutil.copytree(source / "cifar-10-batches-py", data / "cifar-10-batches-py")
+    else:
+        (data / "cifar-10-batches-py").mkdir(parents=True)
+        (data / "cifar-10-batches-py" / "test_batch").write_bytes(b"stand-in")
+    return data
+
+
+def grade_cases(tmp: Path, cases: list[Case], **options):
+    """Grade ``cases`` in one batch with two lanes; (results by case name, wall seconds, fingerprints)."""
+    data = course_data_copy(tmp)
+    subs = write_cases(tmp / CLASS_FOLDER, cases)
     FORGED.unlink(missing_ok=True)
-    submissions = [Submission(c.name, folder / f"{c.name}.ipynb", A) for c in cases]
-    start = time.monotonic()
-    zygote = sandbox_for(submissions, LIMITS, namespaces=namespaces)
+    Path("/tmp/autograde-pwned").unlink(missing_ok=True)
+    previous = os.environ.get("COURSE_DATA")
+    os.environ["COURSE_DATA"] = str(data)
     try:
-        results = grade_batch([(s, A) for s in submissions], {A: cat}, zygote, jobs=2)
+        before = fingerprint(tmp)
+        start = time.monotonic()
+        resources = {}
+        try:
+            resources[eval_data.RESOURCE] = eval_data.prepare()
+        except eval_data.EvaluationDataUnavailable:
+            pass
+        zygote = sandbox_for(subs, LIMITS, **options)
+        try:
+            catalogs = {a: catalog(a) for a in {c.assignment for c in cases}}
+            results = grade_batch([(s, s.assignment) for s in subs], catalogs, zygote, jobs=2, resources=resources)
+        finally:
+            zygote.close()
+        seconds = time.monotonic() - start
+        after = fingerprint(tmp)
     finally:
-        zygote.close()
-    return {r.student: r for r in results}, time.monotonic() - start
+        if previous is None:
+            os.environ.pop("COURSE_DATA", None)
+        else:
+            os.environ["COURSE_DATA"] = previous
+    return {r.student: r for r in results}, seconds, (before, after)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, cat):
-    """Every case in one batch, two lanes, with every layer of the sandbox the machine allows."""
-    return grade_cases(tmp_path_factory.mktemp("class"), CASES, cat)
+@pytest.fixture(scope="module", params=["namespaces", "no namespaces"])
+def graded(request, tmp_path_factory):
+    """Every case in one batch, two lanes; with every protection the machine allows, then without namespaces."""
+    options = {} if request.param == "namespaces" else {"disable": ("namespaces",)}
+    return grade_cases(tmp_path_factory.mktemp("batch"), CASES, **options)
 
 
-# Where Linux namespaces are not allowed (e.g. in Docker, so on Gradescope), resource limits and the audit
-# hook alone must hold against the attempts to escape.
-ESCAPES = (
-    "control_first",
-    "imports_the_references",
-    "reads_the_grader_files",
-    "forges_results_files",
-    "fork_bomb",
-    "spawns_processes",
-    "kills_other_processes",
-    "detects_grading_from_environment",
-    "memory_bomb",
-    "os_exit_in_forward",
-    "monkeypatches_grader_pytest_builtins",
-    "control_last",
-)
+# ------------------------------------------------------------------------------------------ tests
+def test_the_suite_covers_every_class_of_the_hardening_issue():
+    names = {c.name for c in HOSTILE}
+    assert len(names) == len(HOSTILE) >= 50
 
 
-def test_at_least_25_kinds_of_broken_or_hostile_submissions():
-    assert len({c.name for c in HOSTILE}) == len(HOSTILE) >= 25
-
-
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_each_submission_gets_its_fair_score(graded, cat, case):
-    result = graded[0][case.name]
+@pytest.mark.parametrize("c", [c for c in CASES if c.expected != "budget"], ids=lambda c: c.name)
+def test_each_submission_gets_its_fair_score(graded, c):
+    result = graded[0][c.name]
     got = {part: earned for part, (earned, _) in result.parts.items()}
-    want = expected_points(case, cat)
-    assert got == pytest.approx(want), "\n".join(
-        f"{t.part}: {t.description}: {t.message}" for t in result.tests
+    assert got == pytest.approx(expected_points(c)), (
+        "\n".join(f"{o.part}: {o.description}: {o.message}" for o in result.outcomes if not o.passed)
+        + "\n"
+        + "\n".join(result.problems)
     )
 
 
-def test_no_submission_gains_a_point_it_did_not_earn(graded, cat):
-    for case in CASES:
-        result = graded[0][case.name]
-        want = expected_points(case, cat)
+def test_no_submission_gains_a_point_it_did_not_earn(graded):
+    for c in CASES:
+        if c.expected == "budget":
+            continue
+        result = graded[0][c.name]
+        want = expected_points(c)
         for part, (earned, possible) in result.parts.items():
-            assert 0 <= earned <= want[part] <= possible, (case.name, part)
+            assert 0 <= earned <= want[part] <= possible, (c.name, part)
 
 
-def test_the_batch_loses_nothing_and_stays_fast(graded, cat):
-    results, seconds = graded
-    assert len(results) == len(CASES)
+def test_the_batch_loses_nothing_changes_nothing_and_stays_fast(graded):
+    results, seconds, (before, after) = graded
+    assert len(results) == len(CASES)  # one row per submitted file, whatever the file did
     for name in ("control_first", "control_middle", "control_last"):
-        assert results[name].earned == sum(cat.parts.values()), results[name].tests
-    assert seconds < 180, f"the batch took {seconds:.0f} s"
+        assert results[name].earned == results[name].possible, results[name].outcomes
+    assert before["batch"] == after["batch"], "a submission or the course data changed"
+    assert before["repository"] == after["repository"], "a file of the repository changed"
+    assert before["python"] == after["python"], "a file of the Python installation changed"
+    assert not FORGED.exists() and not Path("/autograder/results/results.json").exists()
+    assert not Path("/tmp/autograde-pwned").exists()
+    assert seconds < 240, f"the batch took {seconds:.0f} s"
 
 
-def test_forged_files_do_not_appear(graded):
-    assert not FORGED.exists()
-    assert not Path("/autograder/results/results.json").exists()
+def test_a_submission_that_sleeps_is_stopped_by_its_time_budget(graded):
+    result = graded[0]["sleeps_just_under_the_timeout"]
+    assert any(i.kind == Kind.BUDGET.value for i in result.incidents)
+    assert 0 < result.earned < result.possible
+    assert result.seconds < LIMITS.submission_seconds + 3 * (LIMITS.timeout + LIMITS.grace) + 30
+    assert any(o.kind is Kind.BUDGET for o in result.outcomes)
 
 
 def test_messages_name_the_problem(graded):
     results = graded[0]
 
     def messages(name: str) -> str:
-        return "\n".join([t.message for t in results[name].tests] + results[name].problems)
+        return "\n".join([o.message for o in results[name].outcomes] + results[name].problems)
 
     assert "did not finish within 2 s" in messages("endless_loop_in_forward")
     assert "did not finish" in messages("endless_loop_at_definition")
@@ -484,31 +709,81 @@ def test_messages_name_the_problem(graded):
     assert "No module named 'einops'" in messages("exception_at_import")
     assert "only runs on CUDA" in messages("cuda_hard_coded")
     assert "ended the grader's worker process" in messages("os_exit_in_forward")
-    assert "sandbox does not allow os.fork" in messages("fork_bomb")
+    assert "exited with code 70" in messages("fakes_a_sandbox_setup_failure")
+    assert "Operation not permitted" in messages("fork_bomb")
+    assert "cannot read" in messages("sends_a_stride0_view")
+    assert "was not read" in messages("statement_chain")
     assert "not valid notebook JSON" in messages("invalid_json")
     assert "not a Jupyter notebook" in messages("json_not_a_notebook")
-    assert any(k == "timeout" for k, _ in results["endless_loop_in_forward"].incidents)
+    assert "F.scaled_dot_product_attention" in messages("builtin_by_getattr")
+    assert any(i.kind == "timeout" for i in results["endless_loop_in_forward"].incidents)
 
 
-def test_monkeypatching_torch_earns_points_in_the_kernel_but_not_in_the_sandbox(graded, cat):
+def test_student_text_never_decides_a_kind_nor_poses_as_feedback(graded):
+    results = graded[0]
+    claims = results["claims_a_grader_error"]
+    assert {o.kind for o in claims.outcomes if not o.passed} <= {Kind.STUDENT_ERROR}
+    assert "grader error" not in summary([claims], 1.0)["failed_checks_by_kind"]
+    text = feedback_markdown(results["markdown_in_an_error"])
+    outside_fences = re.sub(r"(`{3,})text\n.*?\n *\1", "", text, flags=re.S)
+    assert outside_fences.count("Score:") == 1 and "# Full marks" not in outside_fences
+    assert "<script>" not in outside_fences
+
+
+def test_monkeypatching_torch_earns_points_in_the_kernel_but_not_in_the_sandbox(graded):
     """The same submission, graded the nbgrader way (in its own process), fools the comparison."""
     saved = {name: getattr(torch, name) for name in ("allclose", "equal", "isfinite")}
     saved_assert_close = torch.testing.assert_close
     try:
-        in_kernel = honest_points(next(c for c in CASES if c.name == "monkeypatches_torch").make())
+        c = next(c for c in CASES if c.name == "monkeypatches_torch")
+        in_kernel = in_process_points(A1, c.make(Path("/nonexistent")))
     finally:
         for name, fn in saved.items():
             setattr(torch, name, fn)
         torch.testing.assert_close = saved_assert_close
     isolated = graded[0]["monkeypatches_torch"]
     assert sum(in_kernel.values()) > isolated.earned
-    assert isolated.parts["attention"][0] < cat.parts["attention"]
+    assert isolated.parts["attention"][0] < catalog(A1).parts["attention"]
 
 
-def test_without_namespaces_the_escapes_still_fail(tmp_path, cat):
-    cases = [c for c in CASES if c.name in ESCAPES]
-    results, _ = grade_cases(tmp_path, cases, cat, namespaces=False)
-    for case in cases:
-        got = {part: earned for part, (earned, _) in results[case.name].parts.items()}
-        assert got == pytest.approx(expected_points(case, cat)), case.name
+@pytest.fixture(scope="module")
+def gradescope_package(tmp_path_factory) -> Path:
+    from autograde.gradescope import build_autograder_zip
+
+    return build_autograder_zip(tmp_path_factory.mktemp("zip") / "autograder.zip", A1, LIMITS)
+
+
+@pytest.mark.parametrize("name", GRADESCOPE_CASES)
+def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_package, tmp_path, name):
+    c = next(c for c in CASES if c.name == name)
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(gradescope_package) as z:
+        z.extractall(root / "source")
+    (root / "submission").mkdir()
+    (root / "results").mkdir()
+    classmates = tmp_path / CLASS_FOLDER  # what the attacks aim at: the "classmates" of this container
+    write_cases(classmates, [next(c for c in CASES if c.name == "control_first")])
+    made = c.make(classmates)
+    nbformat.write(made, root / "submission" / "submission.ipynb")
+    before = {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
+    FORGED.unlink(missing_ok=True)
+    # Gradescope runs each submission in Docker, where namespaces are not allowed
+    env = {
+        **os.environ,
+        "AUTOGRADER_ROOT": str(root),
+        "AUTOGRADER_PYTHON": sys.executable,
+        "AUTOGRADE_DISABLE": "namespaces",
+    }
+    proc = subprocess.run(
+        ["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert "on   private filesystem view" not in proc.stderr and "on   Landlock" in proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    by_part: dict[str, float] = {}
+    for test in results["tests"]:
+        part = test["name"].split(":")[0]
+        by_part[part] = by_part.get(part, 0.0) + test["score"]
+    assert by_part == pytest.approx(expected_points(c)), results["output"]
+    assert before == {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
     assert not FORGED.exists()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from autograde import course
 from autograde.bundle import REPO, build_bundle, bundle_files, leaks
-from autograde.nbgrader_course import RELEASE
 
-pytestmark = pytest.mark.skipif(
-    not any(RELEASE.glob("*/*.ipynb")), reason="needs the release (autograde.release)"
-)
+RELEASE = course.RELEASE
+
+pytestmark = pytest.mark.skipif(not any(RELEASE.glob("*/*.ipynb")), reason="needs the release (autograde.release)")
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,8 @@ def _solution_line() -> str:
 
 @pytest.mark.parametrize("leak", ["solution", "reference", "grader", "hidden", "copy"])
 def test_the_leak_check_catches_each_kind(files, leak):
-    reference = REPO / "autograde" / "references" / "attention_cnn.py"
-    grader = REPO / "autograde" / "graders" / "test_01_self_attention_cnn.py"
+    reference = course.get("01_self_attention_cnn").directory / "reference.py"
+    grader = course.get("01_self_attention_cnn").grader_path
     if leak == "solution":
         leaky = _notebook_with(files, _solution_line())
     elif leak == "reference":
@@ -64,9 +64,7 @@ def test_the_leak_check_catches_each_kind(files, leak):
     elif leak == "grader":
         leaky = _notebook_with(files, max(grader.read_text().splitlines(), key=len))
     elif leak == "hidden":
-        leaky = _notebook_with(
-            files, '### BEGIN HIDDEN TESTS\ngrade("01_self_attention_cnn", "q1", globals())'
-        )
+        leaky = _notebook_with(files, '### BEGIN HIDDEN TESTS\ngrade("01_self_attention_cnn", "q1", globals())')
     else:
         leaky = {**files, "course_utils/extra.py": reference.read_bytes()}
     found = leaks(leaky)
@@ -85,8 +83,9 @@ def test_a_leaky_release_is_refused(tmp_path):
             }
         ]
     }
-    (repo / "solutions" / "a").mkdir(parents=True)
-    (repo / "solutions" / "a" / "a.ipynb").write_text(json.dumps(source))
+    a = course.ids()[0]  # the bundle takes the registry's assignments
+    (repo / "solutions" / a).mkdir(parents=True)
+    (repo / "solutions" / a / f"{a}.ipynb").write_text(json.dumps(source))
     release = {
         "cells": [
             {
@@ -98,19 +97,17 @@ def test_a_leaky_release_is_refused(tmp_path):
             }
         ]
     }
-    (repo / "assignments" / "a").mkdir(parents=True)
-    (repo / "assignments" / "a" / "a.ipynb").write_text(json.dumps(release))
+    (repo / "assignments" / a).mkdir(parents=True)
+    (repo / "assignments" / a / f"{a}.ipynb").write_text(json.dumps(release))
     (repo / "course_utils").mkdir()
     (repo / "course_utils" / "__init__.py").write_text('"""Helpers."""\n')
-    (repo / "autograde" / "references").mkdir(parents=True)
+    (repo / "autograde" / "assignments").mkdir(parents=True)
     with pytest.raises(ValueError, match="would leak"):
         build_bundle(tmp_path / "bundle", repo)
     assert not (tmp_path / "bundle").exists()
-    release["cells"][0]["source"] = (
-        "def f(weights, values):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
-    )
-    (repo / "assignments" / "a" / "a.ipynb").write_text(json.dumps(release))
-    assert (build_bundle(tmp_path / "bundle", repo) / "a" / "a.ipynb").is_file()
+    release["cells"][0]["source"] = "def f(weights, values):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n"
+    (repo / "assignments" / a / f"{a}.ipynb").write_text(json.dumps(release))
+    assert (build_bundle(tmp_path / "bundle", repo) / a / f"{a}.ipynb").is_file()
 
 
 def test_the_bundle_is_written_to_a_folder_or_a_zip(tmp_path, files):

@@ -1,5 +1,5 @@
-"""Checkpoint grading of notebook 4: the points follow the accuracy measured on CIFAR-10, and a missing or
-broken checkpoint or missing test data gives a message instead of a crash.
+"""Checkpoint grading of notebook 4: the points follow the accuracy measured on CIFAR-10; a missing, broken or
+smuggling checkpoint or missing test data gives a message instead of a crash or a free point.
 
 A tiny ViT is trained here for a few seconds on ``cifar10-subset`` (real CIFAR-10 images) and saved with
 ``course_utils.save_checkpoint``, as the notebook does; the grader evaluates it on the subset's 1,017 test
@@ -15,11 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from autograde import checkpoint_grading as ckpt
-from autograde.harness import run_part
-from autograde.references import multi_head_attention as mha_ref
-from autograde.references import positional_encoding as pe_ref
-from autograde.references import vision_transformer as ref
+from autograde import eval_data
+from autograde.assignments.multi_head_attention import reference as mha_ref
+from autograde.assignments.positional_encoding import reference as pe_ref
+from autograde.assignments.vision_transformer import checkpoint as ckpt
+from autograde.assignments.vision_transformer import reference as ref
+from autograde.harness import Context, run_part
+from autograde.results import Kind
 from autograde.student import InProcessStudent
 from course_utils.checkpoint import load_checkpoint, save_checkpoint
 from course_utils.cifar import load_cifar10
@@ -34,9 +36,7 @@ needs_data = pytest.mark.skipif(
     not (SUBSET / "cifar-10-batches-py").is_dir(),
     reason=f"real CIFAR-10 images not found in {SUBSET} (set COURSE_TEST_DATA to the folder holding it)",
 )
-TINY = dict(
-    img_size=32, patch_size=8, embed_dim=32, num_layers=2, num_heads=2, dim_feedforward=64, dropout=0.0
-)
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, num_layers=2, num_heads=2, dim_feedforward=64, dropout=0.0)
 
 
 def namespace() -> dict:
@@ -81,19 +81,19 @@ def independent_accuracy(submission) -> float:
 
 @pytest.fixture
 def grading_env(monkeypatch, submission):
-    """The grader looks in ``submission`` and reads the subset's test split (instructors set COURSE_DATA)."""
-    monkeypatch.setenv(ckpt.SUBMISSION_DIR_VARIABLE, str(submission))
+    """The grader reads the subset's test split (instructors set COURSE_DATA)."""
     monkeypatch.setenv("COURSE_DATA", str(SUBSET))
     return monkeypatch
 
 
-def grade_checkpoint(ns: dict | None = None):
-    return run_part(ASSIGNMENT, "checkpoint", InProcessStudent(namespace() if ns is None else ns))
+def grade_checkpoint(folder: Path, ns: dict | None = None, resources: dict | None = None):
+    student = InProcessStudent(namespace() if ns is None else ns)
+    return run_part(ASSIGNMENT, "checkpoint", Context(student, submission_dir=folder, resources=resources or {}))
 
 
 @needs_data
 def test_measured_accuracy_equals_an_independent_evaluation(grading_env, submission, independent_accuracy):
-    evaluation = ckpt.evaluate_submission(InProcessStudent(namespace()))
+    evaluation = ckpt.evaluate_submission(InProcessStudent(namespace()), submission, {})
     assert evaluation.total == 1017
     assert evaluation.accuracy == pytest.approx(independent_accuracy, abs=1e-9)
     assert evaluation.init_kwargs == TINY
@@ -106,10 +106,10 @@ def test_measured_accuracy_equals_an_independent_evaluation(grading_env, submiss
     [(-1.0, -0.5, 3), (0.0, 0.0, 3), (-1.0, 0.5, 2), (0.5, 1.0, 0)],
     ids=["both tiers", "exactly at the thresholds", "target only", "below both"],
 )
-def test_points_follow_the_measured_accuracy(grading_env, independent_accuracy, target, bonus, earned):
+def test_points_follow_the_measured_accuracy(grading_env, submission, independent_accuracy, target, bonus, earned):
     grading_env.setattr(ckpt, "TARGET_ACCURACY", independent_accuracy + target)
     grading_env.setattr(ckpt, "BONUS_ACCURACY", independent_accuracy + bonus)
-    report = grade_checkpoint()
+    report = grade_checkpoint(submission)
     assert report.possible == 3
     assert report.earned == earned, report.text()
     for outcome in report.outcomes:
@@ -119,57 +119,166 @@ def test_points_follow_the_measured_accuracy(grading_env, independent_accuracy, 
 
 
 @needs_data
-def test_the_real_tiers_give_the_tiny_model_nothing(grading_env):
-    report = grade_checkpoint()
+def test_the_real_tiers_give_the_tiny_model_nothing(grading_env, submission):
+    report = grade_checkpoint(submission)
     assert report.earned == 0
     assert "this tier needs 45%" in report.text() and "this tier needs 65%" in report.text()
 
 
-def test_missing_checkpoint_gives_a_message(monkeypatch, tmp_path):
-    monkeypatch.setenv(ckpt.SUBMISSION_DIR_VARIABLE, str(tmp_path))
-    report = grade_checkpoint()
+def test_missing_checkpoint_gives_a_message(tmp_path):
+    report = grade_checkpoint(tmp_path)
     assert report.earned == 0
-    assert all(
-        "no checkpoint: vit_checkpoint.pt is not in the submission folder" in o.message
-        for o in report.outcomes
-    )
-    assert "COURSE_FAST=0" in report.text()
+    assert all("no checkpoint: vit_checkpoint.pt is not in the submission folder" in o.message for o in report.outcomes)
+    assert all(o.kind is Kind.MISSING_FILE for o in report.outcomes)
+    assert "COURSE_FAST=0" in report.text() and str(tmp_path) not in report.text()
 
 
 def test_missing_test_data_gives_a_message(monkeypatch, tmp_path):
     save_checkpoint(ref.VisionTransformer(**TINY), tmp_path / ckpt.CHECKPOINT_NAME, **TINY)
-    monkeypatch.setenv(ckpt.SUBMISSION_DIR_VARIABLE, str(tmp_path))
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "nowhere"))
-    report = grade_checkpoint()
+    report = grade_checkpoint(tmp_path)
     assert report.earned == 0
-    assert all("the CIFAR-10 test split is not available" in o.message for o in report.outcomes), (
-        report.text()
-    )
+    assert all("the CIFAR-10 test split is not available" in o.message for o in report.outcomes), report.text()
     assert "set COURSE_DATA" in report.text()
 
 
-def test_unreadable_checkpoint_gives_a_message(monkeypatch, tmp_path):
+def test_unreadable_checkpoint_gives_a_message(tmp_path):
     (tmp_path / ckpt.CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
-    monkeypatch.setenv(ckpt.SUBMISSION_DIR_VARIABLE, str(tmp_path))
-    report = grade_checkpoint()
+    report = grade_checkpoint(tmp_path)
     assert report.earned == 0
     assert "vit_checkpoint.pt could not be read" in report.text()
 
 
-def test_checkpoint_of_another_model_gives_a_message(monkeypatch, tmp_path):
+def test_checkpoint_of_another_model_gives_a_message(tmp_path):
     save_checkpoint(nn.Linear(3, 10), tmp_path / ckpt.CHECKPOINT_NAME, in_features=3, out_features=10)
-    monkeypatch.setenv(ckpt.SUBMISSION_DIR_VARIABLE, str(tmp_path))
-    report = grade_checkpoint()
+    report = grade_checkpoint(tmp_path)
     assert report.earned == 0
     assert "holds a Linear, not a VisionTransformer" in report.text()
 
 
 @needs_data
-def test_class_changed_since_training_gives_a_message(grading_env):
+def test_class_changed_since_training_gives_a_message(grading_env, submission):
     def VisionTransformer(**kwargs):  # the student's class now builds a wider model than the saved one
         return ref.VisionTransformer(**{**kwargs, "embed_dim": 48})
 
-    report = grade_checkpoint({"VisionTransformer": VisionTransformer})
+    report = grade_checkpoint(submission, {"VisionTransformer": VisionTransformer})
     assert report.earned == 0
     assert "could not run the weights saved in vit_checkpoint.pt" in report.text()
     assert "train and save the checkpoint again" in report.text()
+
+
+# ---------------------------------------------------------------------------------------- the schema
+class MemorisingViT(ref.VisionTransformer):
+    """An untrained ViT that answers from a table of test-image fingerprints smuggled in as an argument."""
+
+    def __init__(self, lookup=None, **kwargs):
+        super().__init__(**kwargs)
+        self.lookup = lookup or {}
+
+    def forward(self, x):
+        scores = torch.zeros(len(x), 10)
+        for i, image in enumerate(x):
+            scores[i, self.lookup.get(str(round(float(image.sum()), 2)), 0)] = 1.0
+        return scores
+
+
+def test_arguments_outside_the_schema_are_refused(tmp_path):
+    model = MemorisingViT(lookup={"1.0": 3}, **TINY)
+    save_checkpoint(model, tmp_path / ckpt.CHECKPOINT_NAME, lookup={"1.0": 3}, **TINY)
+    torch.save(
+        {**torch.load(tmp_path / ckpt.CHECKPOINT_NAME), "class_name": "VisionTransformer"},
+        tmp_path / ckpt.CHECKPOINT_NAME,
+    )
+    report = grade_checkpoint(tmp_path, {"VisionTransformer": MemorisingViT})
+    assert report.earned == 0 and "which are not arguments of VisionTransformer" in report.text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"patch_size": 3}, "allowed: 2, 4, 8, 16"),
+        ({"embed_dim": 100_000}, "allowed: 8 to 512"),
+        ({"pool": "max"}, "allowed: 'mean', 'cls'"),
+        ({"dropout": "0.1"}, "is a str; expected float"),
+        ({"num_heads": 3}, "not divisible by num_heads"),
+        (
+            {"patch_size": 2, "embed_dim": 512, "num_layers": 12, "dim_feedforward": 2048},
+            "the grader evaluates models up to",
+        ),
+    ],
+)
+def test_the_constructor_arguments_follow_the_documented_ranges(change, message):
+    with pytest.raises(ckpt.CheckpointUnavailable, match=message):
+        ckpt.check_init_kwargs({**TINY, **change})
+
+
+def test_the_tensors_must_be_the_models_own(tmp_path):
+    model = ref.VisionTransformer(**TINY)
+    state = model.state_dict()
+    with pytest.raises(ckpt.CheckpointUnavailable, match="unexpected"):
+        ckpt.check_state_dict({**state, "lookup": torch.zeros(10_000)}, TINY, 16)
+    with pytest.raises(ckpt.CheckpointUnavailable, match="missing"):
+        ckpt.check_state_dict({k: v for k, v in state.items() if k != "head.bias"}, TINY, 16)
+    long_table = {**state, "positional_encoding.pe": torch.ones(1, 200, TINY["embed_dim"])}
+    clean = ckpt.check_state_dict(long_table, TINY, 16)
+    assert clean["positional_encoding.pe"][:, :16].eq(1).all() and clean["positional_encoding.pe"][:, 16:].eq(0).all()
+
+
+def test_evaluation_data_comes_from_the_run_and_is_hash_checked(tmp_path):
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    held_out = eval_data.EvalSet.of(images, torch.arange(20) % 10, "a held-out set")
+    save_checkpoint(ref.VisionTransformer(**TINY), tmp_path / ckpt.CHECKPOINT_NAME, **TINY)
+    evaluation = ckpt.evaluate_submission(InProcessStudent(namespace()), tmp_path, {eval_data.RESOURCE: held_out})
+    assert evaluation.total == 20 and "a held-out set" in evaluation.summary()
+    held_out.images[0, 0, 0, 0] += 1
+    with pytest.raises(eval_data.EvaluationDataUnavailable, match="changed"):
+        held_out.verified()
+
+
+def test_a_private_held_out_set_is_read_without_pickle(tmp_path):
+    import numpy as np
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "held_out.npz", images=images, labels=np.arange(5))
+    data = eval_data.from_npz(tmp_path / "held_out.npz")
+    assert data.images.shape == (5, 3, 32, 32) and data.labels.tolist() == [0, 1, 2, 3, 4]
+    np.savez(tmp_path / "pickled.npz", images=np.array([object()], dtype=object), labels=np.arange(1))
+    with pytest.raises(eval_data.EvaluationDataUnavailable):
+        eval_data.from_npz(tmp_path / "pickled.npz")
+
+
+@pytest.mark.slow
+def test_the_largest_documented_model_is_evaluated_within_the_sandboxs_limits(tmp_path):
+    """A legitimate bigger ViT (patches of 2, E=192, 8 layers) runs under the default memory and time limits."""
+    from autograde import settings
+    from autograde.isolation.sandbox import Zygote
+    from autograde.isolation.worker_student import WorkerStudent
+    from autograde.notebook_source import Chunk, GradedSource
+
+    big = dict(img_size=32, patch_size=2, embed_dim=192, num_layers=8, num_heads=6, dim_feedforward=384, dropout=0.0)
+    save_checkpoint(ref.VisionTransformer(**big), tmp_path / ckpt.CHECKPOINT_NAME, **big)
+    checkpoint = ckpt.read_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+    step = ckpt.batch_size(checkpoint)
+    images = torch.randint(0, 256, (step + 3, 3, 32, 32), dtype=torch.uint8)
+    data = eval_data.EvalSet.of(images, torch.arange(step + 3) % 10, "random images")
+    cells = [
+        REPO.joinpath("autograde/assignments", folder, "reference.py")
+        .read_text()
+        .replace("from autograde.assignments.multi_head_attention.reference import MultiHeadAttention", "")
+        .replace("from autograde.assignments.positional_encoding.reference import PositionalEncoding", "")
+        for folder in ("multi_head_attention", "positional_encoding", "vision_transformer")
+    ]
+    zygote = Zygote(settings.DEFAULTS)
+    try:
+        import ast
+
+        chunks = [
+            Chunk(f"cell {i}", f"<cell {i}>", code, tuple(range(len(ast.parse(code).body))))
+            for i, code in enumerate(cells, start=1)
+        ]
+        student = WorkerStudent(zygote, GradedSource(chunks))
+        evaluation = ckpt.evaluate_checkpoint(student, checkpoint, data)
+        student.close()
+    finally:
+        zygote.close()
+    assert evaluation.total == step + 3

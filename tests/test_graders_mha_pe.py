@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autograde.assignments.multi_head_attention import reference as mha
+from autograde.assignments.positional_encoding import reference as pe
 from autograde.harness import PartReport, run_part
-from autograde.references import multi_head_attention as mha
-from autograde.references import positional_encoding as pe
 from autograde.student import InProcessStudent
 
 MHA_ID, PE_ID = "02_multi_head_attention", "03_positional_encoding"

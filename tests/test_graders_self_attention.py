@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autograde.assignments.self_attention_cnn import reference as ref
 from autograde.harness import run_part
-from autograde.references import attention_cnn as ref
 from autograde.student import InProcessStudent
 
 ASSIGNMENT = "01_self_attention_cnn"

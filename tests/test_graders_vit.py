@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from autograde.assignments.multi_head_attention import reference as mha_ref
+from autograde.assignments.positional_encoding import reference as pe_ref
+from autograde.assignments.vision_transformer import reference as ref
 from autograde.harness import run_part
-from autograde.references import multi_head_attention as mha_ref
-from autograde.references import positional_encoding as pe_ref
-from autograde.references import vision_transformer as ref
 from autograde.student import InProcessStudent
 
 ASSIGNMENT = "04_vision_transformer"

@@ -8,8 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from autograde.nbgrader_course import SOLUTIONS, assignment_ids
-from tests.notebook_cells import hidden_cells, nbgrader_meta
+from autograde import course
+from autograde.notebooks import meta as nbgrader_meta
+from tests.notebook_cells import hidden_cells
 
 
 def execute_fast(path, workdir) -> nbformat.NotebookNode:
@@ -35,9 +36,9 @@ NO_POINTS_IN_FAST_MODE = {"checkpoint_tests": "no checkpoint: vit_checkpoint.pt 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", assignment_ids())
+@pytest.mark.parametrize("assignment", course.ids())
 def test_solution_runs_in_fast_mode_and_earns_every_point(assignment, tmp_path):
-    nb = execute_fast(SOLUTIONS / assignment / f"{assignment}.ipynb", tmp_path)
+    nb = execute_fast(course.get(assignment).source_notebook, tmp_path)
     for grade_id, cell in hidden_cells(nb).items():
         results = [o for o in cell.outputs if o.output_type == "execute_result"]
         report = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograde.references import multi_head_attention as mha
-from autograde.references import positional_encoding as pe
+from autograde.assignments.multi_head_attention import reference as mha
+from autograde.assignments.positional_encoding import reference as pe
 
 
 def randn(*shape: int, seed: int) -> torch.Tensor:

@@ -24,8 +24,9 @@ from torch import nn
 from torchvision.models.vision_transformer import Encoder, EncoderBlock
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
-from autograde.references import vision_transformer as ref
-from tests.notebook_cells import nbgrader_meta, source_notebook
+from autograde.assignments.vision_transformer import reference as ref
+from autograde.notebooks import meta as nbgrader_meta
+from tests.notebook_cells import source_notebook
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-5)
 

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 
 import nbformat
 import pytest
 
+from autograde import course, notebooks
 from autograde.harness import part_points
-from autograde.nbgrader_course import RELEASE, assignment_ids
-from autograde.release import build_release
-from tests.notebook_cells import (
-    HIDDEN_BEGIN,
-    HIDDEN_END,
-    SOLUTION_BEGIN,
-    SOLUTION_END,
-    all_notebooks,
-    hidden_cells,
-    nbgrader_meta,
-    region_lines,
-    release_notebook,
-    source_notebook,
-)
+from autograde.notebooks import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+from autograde.notebooks import meta as nbgrader_meta
+from autograde.release import build_release, grader_digest, points_text, synced_source
+from tests.notebook_cells import all_notebooks, hidden_cells, region_lines, release_notebook, source_notebook
 
-ASSIGNMENTS = assignment_ids()
+ASSIGNMENTS = course.ids()
+RELEASE = course.RELEASE
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +27,18 @@ def fresh_release(tmp_path_factory):
     return out
 
 
-def test_every_assignment_is_released():
-    assert ASSIGNMENTS, "solutions/ holds no assignment"
-    assert sorted(p.name for p in RELEASE.iterdir() if p.is_dir()) == ASSIGNMENTS
+def test_every_assignment_of_the_registry_is_released_and_nothing_else():
+    assert ASSIGNMENTS, "the course registry holds no assignment"
+    assert sorted(p.name for p in RELEASE.iterdir() if p.is_dir()) == sorted(ASSIGNMENTS)
+    assert sorted(p.name for p in course.SOLUTIONS.iterdir() if p.is_dir()) == sorted(ASSIGNMENTS)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_release_is_in_sync_with_solutions(fresh_release, assignment):
-    fresh = sorted(p.relative_to(fresh_release / assignment) for p in (fresh_release / assignment).rglob("*")
-                   if p.is_file())
+    fresh = sorted(
+        p.relative_to(fresh_release / assignment) for p in (fresh_release / assignment).rglob("*") if p.is_file()
+    )
     committed = sorted(p.relative_to(RELEASE / assignment) for p in (RELEASE / assignment).rglob("*") if p.is_file())
     assert committed == fresh, "assignments/ differs from nbgrader's output: run `make release`"
     for rel in fresh:
@@ -60,15 +55,18 @@ def test_release_leaks_no_solution_and_no_hidden_test(assignment):
     released = "\n".join(c.source for c in release.cells)
     for marker in (SOLUTION_BEGIN, SOLUTION_END, HIDDEN_BEGIN, HIDDEN_END, "from autograde", 'grade("'):
         assert marker not in released, f"the release of {assignment} contains {marker!r}"
-    outside = {line.strip() for c in source.cells for line in c.source.splitlines()
-               if SOLUTION_BEGIN not in c.source and HIDDEN_BEGIN not in c.source}
-    secret = [line.strip() for c in source.cells
-              for line in region_lines(c.source, SOLUTION_BEGIN, SOLUTION_END)
-              + region_lines(c.source, HIDDEN_BEGIN, HIDDEN_END)]
+    outside = {
+        line.strip()
+        for c in source.cells
+        for line in c.source.splitlines()
+        if SOLUTION_BEGIN not in c.source and HIDDEN_BEGIN not in c.source
+    }
+    secret = [line.strip() for c in source.cells for line in region_lines(c.source)]
     leaked = [line for line in secret if len(line) > 12 and line not in outside and line in released]
     assert not leaked, f"solution or hidden-test lines in the release of {assignment}: {leaked[:5]}"
-    manual_answers = [c.source.strip() for c in source.cells
-                      if c.cell_type == "markdown" and nbgrader_meta(c).get("solution")]
+    manual_answers = [
+        c.source.strip() for c in source.cells if c.cell_type == "markdown" and nbgrader_meta(c).get("solution")
+    ]
     assert all(answer not in released for answer in manual_answers), "a model answer is in the release"
 
 
@@ -88,8 +86,11 @@ def test_nbgrader_metadata_is_intact(assignment):
     assert all(nbgrader_meta(c).get("schema_version") == 3 for c in source.cells if nbgrader_meta(c))
     released = [nbgrader_meta(c)["grade_id"] for c in release.cells if nbgrader_meta(c)]
     assert released == ids, "the release lost or reordered nbgrader cells"
-    assert all("checksum" in nbgrader_meta(c) for c in release.cells
-               if nbgrader_meta(c).get("grade") or nbgrader_meta(c).get("solution"))
+    assert all(
+        "checksum" in nbgrader_meta(c)
+        for c in release.cells
+        if nbgrader_meta(c).get("grade") or nbgrader_meta(c).get("solution")
+    )
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
@@ -97,9 +98,32 @@ def test_hidden_cells_are_worth_what_their_graders_award(assignment):
     cells = hidden_cells(source_notebook(assignment))
     declared = {grade_id.removesuffix("_tests"): float(nbgrader_meta(c)["points"]) for grade_id, c in cells.items()}
     assert all(grade_id.endswith("_tests") for grade_id in cells), "hidden cells are named <part>_tests"
+    points = part_points(assignment)
     for grade_id, cell in cells.items():
         part = grade_id.removesuffix("_tests")
-        assert f'grade("{assignment}", "{part}", globals())' in cell.source
+        assert f'("{assignment}", "{part}", globals())' in cell.source
+        assert cell.source.splitlines()[0].endswith(f"{points_text(points[part])}."), cell.source.splitlines()[0]
         meta = nbgrader_meta(cell)
         assert meta["grade"] and meta["locked"] and not meta["solution"]
-    assert declared == part_points(assignment)
+    assert declared == points
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_the_hidden_cells_are_written_by_the_release_step(assignment):
+    """Points, comments and the grader check of every hidden cell are exactly what `make release` writes."""
+    committed = source_notebook(assignment)
+    assert json.loads(nbformat.writes(synced_source(assignment))) == json.loads(nbformat.writes(committed)), (
+        f"the hidden cells of {assignment} differ from the graders (points, or the grader's digest after a change "
+        "to autograde/): run `make release`"
+    )
+    assert all(grader_digest() in c.source for c in hidden_cells(committed).values())
+
+
+def test_no_other_place_states_points():
+    """Points live in the graders only: examples state the tests they fail, and no prose repeats them."""
+
+    for a in course.ASSIGNMENTS:
+        assert not re.search(r"\bpoints?\b", (a.directory / "examples.py").read_text().lower())
+        for cell in source_notebook(a.id).cells:  # prose; model answers carry the TAs' rubric
+            if cell.cell_type == "markdown" and not notebooks.is_answer(cell):
+                assert not re.search(r"\(\d+ points?\)", cell.source), f"{a.id}: points stated in prose"

@@ -1,138 +1,65 @@
-"""Grade a class: find the submissions, run the graders against each one in a sandbox, in parallel lanes.
+"""Grade a class: find the submissions, recognise each one's assignment, grade them in parallel lanes.
 
 A lane is a trusted process forked from this one (graders and references already loaded). It grades one
 submission at a time: it runs the same pytest graders as nbgrader (:func:`autograde.harness.run_part`, all
-parts in one session) against a :class:`WorkerStudent` whose sandboxed child it gets from the shared
-:class:`~autograde.isolation.sandbox.Zygote`. ``--jobs N`` runs N lanes. Neither lanes nor the zygote run
-student code, so a submission can only lose its own points.
+parts in one session) against a :class:`WorkerStudent` whose confined worker it gets from the shared
+:class:`~autograde.isolation.sandbox.Zygote`, over a control channel of its own. Neither lanes nor the zygote
+run student code, so a submission can only lose its own points. Every submission also has a wall-clock cap
+on the trusted side (its time budget, with a margin): a lane that passes it is killed, with its workers, the
+submission is marked, and a new lane takes over. A file that cannot be read or recognised is one row with its
+reason; the others are graded.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
 import multiprocessing
 import os
 import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from multiprocessing import util as mp_util
+from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from autograde.checkpoint_grading import SUBMISSION_DIR_VARIABLE
-from autograde.harness import GRADERS_DIR, run_part
-from autograde.isolation.sandbox import Limits, SandboxError, Zygote
+from autograde import course
+from autograde.catalog import Catalog
+from autograde.harness import Context, run_part
+from autograde.isolation.sandbox import SandboxError, Zygote
 from autograde.isolation.worker_student import WorkerStudent
-from autograde.nbgrader_course import RELEASE
-from autograde.notebook_source import (
-    NotebookError,
-    detect_assignment,
-    graded_source,
-    nbgrader_meta,
-    read_notebook,
-)
-from autograde.student import Call, CallResult, ModuleInfo, StudentError
+from autograde.notebook_source import NotebookError, detect_assignment, graded_source, read_notebook
+from autograde.results import Incident, Kind, SubmissionResult, failed_everywhere
+from autograde.settings import Settings
 
-
-# ----------------------------------------------------------------------------------------------- catalog
-class _RecordingStudent:
-    """Answers nothing, but records every name the graders ask for (the roots of the graded definitions)."""
-
-    def __init__(self, message: str = "nothing to grade"):
-        self.message = message
-        self.names: list[str] = []
-
-    def _ask(self, name: str) -> None:
-        if name not in self.names:
-            self.names.append(name)
-        raise StudentError(self.message)
-
-    def has(self, name: str) -> bool:
-        if name not in self.names:
-            self.names.append(name)
-        return False
-
-    def value(self, name: str) -> Any:
-        self._ask(name)
-
-    def describe(
-        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
-    ) -> ModuleInfo:
-        self._ask(target)
-
-    def call(self, call: Call) -> CallResult:
-        self._ask(call.target)
-
-
-@dataclass(frozen=True)
-class TestSpec:
-    name: str
-    part: str
-    description: str
-    points: float
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """An assignment's grader tests (in order), the names they ask for and the release's read-only cells."""
-
-    assignment: str
-    tests: tuple[TestSpec, ...]
-    names: tuple[str, ...]
-    locked_sources: dict[str, str]
-
-    @property
-    def parts(self) -> dict[str, float]:
-        points: dict[str, float] = {}
-        for t in self.tests:
-            points[t.part] = points.get(t.part, 0.0) + t.points
-        return points
-
-
-def assignments() -> list[str]:
-    """Every assignment that has a grader module."""
-    return sorted(p.stem.removeprefix("test_") for p in GRADERS_DIR.glob("test_*.py"))
-
-
-def _locked_sources(assignment: str) -> dict[str, str]:
-    path = RELEASE / assignment / f"{assignment}.ipynb"
-    if not path.is_file():
-        return {}
-    cells = read_notebook(path).cells
-    return {
-        nbgrader_meta(c)["grade_id"]: c.source
-        for c in cells
-        if nbgrader_meta(c).get("locked")
-        and not nbgrader_meta(c).get("grade")
-        and not nbgrader_meta(c).get("solution")
-        and nbgrader_meta(c).get("grade_id")
-    }
-
-
-def catalog(assignment: str) -> Catalog:
-    """Run the graders once against a recording student: every test, its part and points, the names asked."""
-    recorder = _RecordingStudent()
-    report = run_part(assignment, None, recorder)
-    tests = tuple(TestSpec(o.name, o.part, o.description, o.points) for o in report.outcomes)
-    return Catalog(assignment, tests, tuple(recorder.names), _locked_sources(assignment))
+UNRECOGNISED = "(unrecognised)"
 
 
 # ------------------------------------------------------------------------------------------- submissions
 @dataclass(frozen=True)
 class Submission:
+    """student: the id exactly as submitted (the file's name without .ipynb, or the nbgrader student folder)."""
+
     student: str
     path: Path
     assignment: str | None = None
 
 
-def _student_id(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._") or "student"
+class DuplicateStudents(ValueError):
+    """Two submissions would have the same student id for the same assignment; nothing was graded."""
+
+
+def folder_name(student: str) -> str:
+    """A file-system-safe folder name for ``student``; ids that had to change get a short hash, so that
+    different ids never share a folder (``alice!`` -> ``alice_-3f2a1c``)."""
+    safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", student).strip(".") or "student"
+    if safe == student:
+        return safe
+    return f"{safe}-{hashlib.sha256(student.encode()).hexdigest()[:6]}"
 
 
 def _notebooks(folder: Path) -> list[Path]:
@@ -141,17 +68,17 @@ def _notebooks(folder: Path) -> list[Path]:
 
 def discover(paths: Iterable[Path], known: Iterable[str]) -> list[Submission]:
     """The submissions under ``paths``: notebooks, folders of notebooks (one per student, named after the
-    student) or an nbgrader ``submitted/`` tree (``<student>/<assignment>/*.ipynb``)."""
+    student) or an nbgrader ``submitted/`` tree (``<student>/<assignment>/*.ipynb``; the notebook named
+    after the assignment, else the folder's first notebook). Raises DuplicateStudents on an id collision."""
     known = set(known)
     found: list[Submission] = []
     for path in map(Path, paths):
         if path.is_file():
-            found.append(Submission(_student_id(path.stem), path))
+            found.append(Submission(path.stem, path))
             continue
         if not path.is_dir():
             raise FileNotFoundError(
-                f"{path} does not exist: pass notebooks, folders of notebooks or an nbgrader "
-                "submitted/ folder"
+                f"{path} does not exist: pass notebooks, folders of notebooks or an nbgrader submitted/ folder"
             )
         root = path / "submitted" if (path / "submitted").is_dir() else path
         tree = [
@@ -163,175 +90,149 @@ def discover(paths: Iterable[Path], known: Iterable[str]) -> list[Submission]:
         ]
         if tree:
             for student, folder in tree:
-                found.extend(
-                    Submission(_student_id(student.name), nb, folder.name) for nb in _notebooks(folder)
-                )
+                candidates = [folder / f"{folder.name}.ipynb"] if (folder / f"{folder.name}.ipynb").is_file() else []
+                candidates = candidates or _notebooks(folder)[:1]
+                found.extend(Submission(student.name, nb, folder.name) for nb in candidates)
         else:
-            found.extend(Submission(_student_id(nb.stem), nb) for nb in _notebooks(path))
-    seen: dict[tuple[str, str | None], int] = {}
-    unique = []
+            found.extend(Submission(nb.stem, nb) for nb in _notebooks(path))
+    seen: dict[tuple[str, str | None], Path] = {}
+    clashes = []
     for sub in found:
         key = (sub.student, sub.assignment)
-        seen[key] = seen.get(key, 0) + 1
-        name = sub.student if seen[key] == 1 else f"{sub.student}-{seen[key]}"
-        unique.append(Submission(name, sub.path, sub.assignment))
-    return unique
+        if key in seen and seen[key].resolve() != sub.path.resolve():
+            clashes.append(f"{seen[key]} and {sub.path} both belong to student {sub.student!r}")
+        seen.setdefault(key, sub.path)
+    if clashes:
+        raise DuplicateStudents(
+            "two files have the same student id, so one would overwrite the other's grade; rename one of them "
+            "and run again:\n  " + "\n  ".join(clashes)
+        )
+    unique = {(s.student, s.assignment, s.path.resolve()): s for s in found}
+    return list(unique.values())
 
 
-# ----------------------------------------------------------------------------------------------- results
-@dataclass
-class TestResult:
-    name: str
-    part: str
-    description: str
-    points: float
-    earned: float
-    message: str
+def assign(
+    subs: list[Submission], catalogs: dict[str, Catalog], forced: str | None, settings: Settings
+) -> list[tuple[Submission, str | None, str]]:
+    """Each submission with its assignment (``forced``, its nbgrader folder or what its notebook holds), or
+    None and the reason it could not be recognised."""
+    parts = {a: list(c.parts) for a, c in catalogs.items()}
+    names = {a: c.names for a, c in catalogs.items()}
+    out = []
+    for sub in subs:
+        assignment = forced or sub.assignment
+        reason = ""
+        if assignment is None:
+            try:
+                assignment = detect_assignment(read_notebook(sub.path, settings), parts, names, sub.path.name)
+            except NotebookError as exc:
+                reason = f"the file could not be read: {exc}"
+            if assignment is None and len(catalogs) == 1:
+                assignment, reason = next(iter(catalogs)), ""
+            if assignment is None and not reason:
+                reason = (
+                    "the grader could not tell which assignment this notebook is (its nbgrader cells are gone and "
+                    f"it defines none of the graded names): pass --assignment ({', '.join(sorted(catalogs))})"
+                )
+        out.append((sub, assignment, reason))
+    return out
 
 
-@dataclass
-class SubmissionResult:
-    """Everything the outputs need about one graded submission (plain data: it crosses process boundaries)."""
-
-    student: str
-    assignment: str
-    path: str
-    tests: list[TestResult] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    incidents: list[tuple[str, str]] = field(default_factory=list)
-    error: str = ""
-    seconds: float = 0.0
-
-    @property
-    def parts(self) -> dict[str, tuple[float, float]]:
-        """part -> (earned, possible), in grader order."""
-        parts: dict[str, tuple[float, float]] = {}
-        for t in self.tests:
-            earned, possible = parts.get(t.part, (0.0, 0.0))
-            parts[t.part] = (earned + t.earned, possible + t.points)
-        return parts
-
-    @property
-    def earned(self) -> float:
-        return sum(t.earned for t in self.tests)
-
-    @property
-    def possible(self) -> float:
-        return sum(t.points for t in self.tests)
+# -------------------------------------------------------------------------------------------- grading
+def unreadable(sub: Submission, assignment: str | None, cat: Catalog | None, reason: str) -> SubmissionResult:
+    message = f"the submission could not be graded: {reason}"
+    outcomes = failed_everywhere(list(cat.tests), message, Kind.UNREADABLE) if cat else []
+    return SubmissionResult(sub.student, assignment or UNRECOGNISED, str(sub.path), outcomes, error=reason)
 
 
-# ------------------------------------------------------------------------------------------------- lanes
-_LANE: dict[str, Any] = {}
+def grade_submission(
+    sub: Submission, assignment: str, cat: Catalog, zygote: Zygote, resources: dict[str, Any] | None = None
+) -> SubmissionResult:
+    """Grade one submission in a fresh sandbox (read in this process, run only in the sandbox)."""
+    start = time.monotonic()
+    try:
+        nb = read_notebook(sub.path, zygote.settings)
+    except NotebookError as exc:
+        result = unreadable(sub, assignment, cat, str(exc))
+        result.seconds = time.monotonic() - start
+        return result
+    source = graded_source(nb, cat.names, cat.locked_sources)
+    budget = zygote.settings.submission_seconds + course.get(assignment).extra_seconds
+    student = WorkerStudent(zygote, source, budget)
+    context = Context(student, submission_dir=sub.path.resolve().parent, resources=resources or {})
+    try:
+        report = run_part(assignment, None, context)
+    finally:
+        if not zygote.failure:
+            student.close()
+    if zygote.failure:
+        raise SandboxError(zygote.failure)
+    return SubmissionResult(
+        sub.student,
+        assignment,
+        str(sub.path),
+        report.outcomes,
+        student.problems,
+        [i for i in student.incidents if i.kind != "definition"],
+        seconds=time.monotonic() - start,
+    )
 
 
 def prepare_grading_process() -> None:
-    """Settings for a process that runs many grader sessions: one torch thread per lane, short tracebacks.
-
-    pytest formats a long traceback (parsing the grader's source) for every failed check although only the
-    message is kept; ``--tb=native`` makes that cheap. Objects alive now are frozen out of garbage collection,
-    which pytest runs after every session.
-    """
+    """Settings for a process that runs many grader sessions: one torch thread, objects frozen out of gc."""
     os.environ["PYTEST_ADDOPTS"] = (os.environ.get("PYTEST_ADDOPTS", "") + " --tb=native").strip()
     torch.set_num_threads(1)
     gc.collect()
     gc.freeze()
 
 
-def _lane_init(zygote: Zygote, catalogs: dict[str, Catalog]) -> None:
+def _lane(conn, channel, zygote: Zygote, catalogs: dict[str, Catalog], resources: dict) -> None:
+    """A lane's loop: (index, submission, assignment) in, (index, result) or ("sandbox", message) out."""
     prepare_grading_process()
-    _LANE.update(zygote=zygote, catalogs=catalogs)
-
-
-def _unreadable(sub: Submission, assignment: str, cat: Catalog, reason: str) -> SubmissionResult:
-    message = f"the submission could not be graded: {reason}"
-    tests = [TestResult(t.name, t.part, t.description, t.points, 0.0, message) for t in cat.tests]
-    return SubmissionResult(sub.student, assignment, str(sub.path), tests, error=reason)
-
-
-def grade_submission(sub: Submission, assignment: str, cat: Catalog, zygote: Zygote) -> SubmissionResult:
-    """Grade one submission in a fresh sandbox (read in this process, run only in the sandbox)."""
-    start = time.monotonic()
-    try:
-        nb = read_notebook(sub.path)
-    except NotebookError as exc:
-        result = _unreadable(sub, assignment, cat, str(exc))
-        result.seconds = time.monotonic() - start
-        return result
-    source = graded_source(nb, cat.names, cat.locked_sources)
-    student = WorkerStudent(zygote, source, zygote.limits.timeout)
-    # Files submitted with the notebook (notebook 4's checkpoint) are read here, by the trusted graders.
-    previous = os.environ.get(SUBMISSION_DIR_VARIABLE)
-    os.environ[SUBMISSION_DIR_VARIABLE] = str(sub.path.resolve().parent)
-    try:
-        report = run_part(assignment, None, student)
-    finally:
-        if previous is None:
-            del os.environ[SUBMISSION_DIR_VARIABLE]
-        else:
-            os.environ[SUBMISSION_DIR_VARIABLE] = previous
-        if not zygote.failure:
-            student.close()
-    if zygote.failure:
-        raise SandboxError(zygote.failure)
-    tests = [
-        TestResult(o.name, o.part, o.description, o.points, o.earned, o.message) for o in report.outcomes
-    ]
-    return SubmissionResult(
-        sub.student,
-        assignment,
-        str(sub.path),
-        tests,
-        student.problems,
-        [(i.kind, i.message) for i in student.incidents if i.kind != "definition"],
-        seconds=time.monotonic() - start,
-    )
-
-
-def _lane_grade(sub: Submission, assignment: str) -> SubmissionResult:
-    """Grade in this lane; a zygote that died is replaced (by a lane-own one) and the grading redone."""
-    cat = _LANE["catalogs"][assignment]
-    try:
+    zygote.use_channel(channel)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        index, sub, assignment = job
         try:
-            return grade_submission(sub, assignment, cat, _LANE["zygote"])
-        except SandboxError:
-            lost: Zygote = _LANE["zygote"]
-            if not lost.lost:
-                raise
-            _LANE["zygote"] = Zygote(lost.limits, [Path(h) for h in lost.hidden], lost.namespaces)
-            mp_util.Finalize(_LANE["zygote"], _LANE["zygote"].close, exitpriority=10)
-            return grade_submission(sub, assignment, cat, _LANE["zygote"])
-    except SandboxError:
-        raise
-    except Exception:  # a grader bug must not stop the batch; the submission is flagged for a re-grade
-        result = _unreadable(
-            sub, assignment, cat, "the grader failed on this submission; tell your instructor"
-        )
-        result.incidents.append(("grader", traceback.format_exc(limit=8)))
-        return result
+            result = grade_submission(sub, assignment, catalogs[assignment], zygote, resources)
+        except SandboxError as exc:
+            conn.send(("sandbox", str(exc)))
+            return
+        except Exception:  # a grader bug must not stop the batch; the submission is flagged for a re-grade
+            result = grader_failed(
+                sub,
+                assignment,
+                catalogs[assignment],
+                "the grader failed on this submission; tell your instructor",
+                traceback.format_exc(limit=8),
+            )
+        conn.send((index, result))
 
 
-def assign(
-    subs: list[Submission], catalogs: dict[str, Catalog], forced: str | None
-) -> list[tuple[Submission, str]]:
-    """Each submission with its assignment: ``forced``, its nbgrader folder, or what its notebook holds."""
-    parts = {a: c.parts for a, c in catalogs.items()}
-    pairs = []
-    for sub in subs:
-        assignment = forced or sub.assignment
-        if assignment is None:
-            try:
-                assignment = detect_assignment(read_notebook(sub.path), parts, sub.path.name)
-            except NotebookError:
-                assignment = None
-            if assignment is None and len(catalogs) == 1:
-                assignment = next(iter(catalogs))
-            if assignment is None:
-                raise ValueError(
-                    f"cannot tell which assignment {sub.path} is: pass --assignment "
-                    f"({', '.join(sorted(catalogs))})"
-                )
-        pairs.append((sub, assignment))
-    return pairs
+class _LaneProcess:
+    def __init__(self, zygote: Zygote, catalogs: dict[str, Catalog], resources: dict):
+        context = multiprocessing.get_context("fork")
+        self.conn, theirs = context.Pipe()
+        channel = zygote.open_channel()
+        self.process = context.Process(target=_lane, args=(theirs, channel, zygote, catalogs, resources), daemon=True)
+        self.process.start()
+        theirs.close()
+        channel.close()
+        self.job: tuple[int, float] | None = None  # (index, deadline)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def wall_cap(settings: Settings, assignment: str) -> float:
+    """The trusted side's wall-clock cap on one submission: its budget with a margin for the grader's work."""
+    budget = settings.submission_seconds + course.get(assignment).extra_seconds
+    return 1.5 * budget + 120.0
 
 
 def grade_batch(
@@ -340,59 +241,99 @@ def grade_batch(
     zygote: Zygote,
     jobs: int = 2,
     progress: Callable[[SubmissionResult], None] | None = None,
+    resources: dict[str, Any] | None = None,
+    cap: Callable[[str], float] | None = None,
 ) -> list[SubmissionResult]:
-    """Grade every (submission, assignment) pair in ``jobs`` lanes sharing ``zygote``; results in order.
+    """Grade every (submission, assignment) pair in ``jobs`` lanes; results in order.
 
-    A lane that dies (it never runs student code, so this means a grader bug) is replaced once; what it was
-    grading is graded again in a fresh pool, and reported as a grader failure if that dies too.
+    A lane that dies (it never runs student code, so this means a grader bug or the trusted-side cap) is
+    replaced; a submission whose lane died is graded once more, and marked as the grader's failure if that
+    lane dies too. SandboxError stops everything.
     """
-    zygote.share()
+    zygote.wait_ready()
+    cap = cap or (lambda assignment: wall_cap(zygote.settings, assignment))
     results: dict[int, SubmissionResult] = {}
+    attempts: dict[int, int] = {}
     pending = list(range(len(pairs)))
-    for _ in range(2):
-        if not pending:
-            break
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(
-            max_workers=max(1, min(jobs, len(pending))),
-            mp_context=context,
-            initializer=_lane_init,
-            initargs=(zygote, catalogs),
-        ) as pool:
-            futures = {pool.submit(_lane_grade, *pairs[i]): i for i in pending}
-            broken = []
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    results[i] = future.result()
-                except BrokenProcessPool:
-                    broken.append(i)
-                    continue
-                if progress:
-                    progress(results[i])
-        pending = sorted(broken)
-    for i in pending:
-        sub, assignment = pairs[i]
-        results[i] = _unreadable(
-            sub,
-            assignment,
-            catalogs[assignment],
-            "the grader crashed twice on this submission; tell your instructor",
-        )
+    lanes: list[_LaneProcess] = []
+
+    def finish(index: int, result: SubmissionResult) -> None:
+        results[index] = result
         if progress:
-            progress(results[i])
+            progress(result)
+
+    def failed(index: int, reason: str) -> None:
+        """The grader's side failed on this submission (its lane died or passed the cap)."""
+        sub, assignment = pairs[index]
+        finish(index, grader_failed(sub, assignment, catalogs[assignment], reason))
+
+    try:
+        while pending or any(lane.job for lane in lanes):
+            lanes = [lane for lane in lanes if lane.process.is_alive() or lane.job]
+            idle = [lane for lane in lanes if lane.job is None]
+            while pending and (idle or len(lanes) < max(1, jobs)):
+                lane = idle.pop() if idle else _LaneProcess(zygote, catalogs, resources or {})
+                if lane not in lanes:
+                    lanes.append(lane)
+                index = pending.pop(0)
+                attempts[index] = attempts.get(index, 0) + 1
+                lane.job = (index, time.monotonic() + cap(pairs[index][1]))
+                lane.conn.send((index, *pairs[index]))
+            busy = [lane for lane in lanes if lane.job]
+            now = time.monotonic()
+            timeout = max(0.0, min(lane.job[1] for lane in busy) - now) if busy else 0.0
+            ready = wait([lane.conn for lane in busy] + [lane.process.sentinel for lane in busy], timeout)
+            for lane in busy:
+                index, deadline = lane.job
+                message = None
+                if lane.conn in ready:
+                    try:
+                        message = lane.conn.recv()
+                    except (EOFError, OSError):
+                        message = None
+                if message is not None:
+                    if message[0] == "sandbox":
+                        raise SandboxError(message[1])
+                    lane.job = None
+                    finish(message[0], message[1])
+                elif lane.process.sentinel in ready or not lane.process.is_alive():
+                    lane.job = None
+                    lane.stop()
+                    if attempts[index] < 2:
+                        pending.insert(0, index)
+                    else:
+                        failed(index, "the grader crashed twice on this submission; tell your instructor")
+                elif time.monotonic() >= deadline:
+                    lane.job = None
+                    lane.stop()
+                    failed(
+                        index,
+                        f"grading this submission took more than {cap(pairs[index][1]):g} s on the grader's side, so "
+                        "it was stopped; tell your instructor",
+                    )
+    finally:
+        for lane in lanes:
+            try:
+                lane.conn.send(None)
+            except OSError:
+                pass
+            lane.process.join(timeout=5)
+            lane.stop()
     return [results[i] for i in range(len(pairs))]
 
 
-def sandbox_for(
-    submissions: list[Submission], limits: Limits, hide: Iterable[Path] = (), namespaces: bool = True
-) -> Zygote:
-    """Start (in the background) the zygote for ``submissions``; it hides ``hide`` and their folders.
+def grader_failed(sub: Submission, assignment: str, cat: Catalog, reason: str, details: str = "") -> SubmissionResult:
+    """The grader's side failed on this submission: every check fails with ``reason``, flagged for a re-grade."""
+    result = unreadable(sub, assignment, cat, reason)
+    for o in result.outcomes:
+        o.kind = Kind.GRADER_ERROR
+    result.incidents.append(Incident(Kind.GRADER_ERROR.value, details or reason))
+    return result
 
-    Many folders (an nbgrader tree) are hidden through their common parent, so a sandbox needs few mounts,
-    unless that parent is too near the root (``/``, ``/home``) to hide.
-    """
+
+def sandbox_for(submissions: list[Submission], settings: Settings, hide: Iterable[Path] = (), **options) -> Zygote:
+    """Start (in the background) the zygote for ``submissions``; workers never see ``hide`` or the
+    submissions' folders. ``options`` go to :class:`Zygote` (disable, allow_unprotected)."""
     folders = sorted({sub.path.resolve().parent for sub in submissions})
-    if len(folders) > 8 and len(Path(os.path.commonpath(folders)).parts) >= 3:
-        folders = [Path(os.path.commonpath(folders))]
-    return Zygote(limits, [*map(Path, hide), *folders], namespaces=namespaces)
+    data = [Path(os.environ["COURSE_DATA"])] if os.environ.get("COURSE_DATA") else []
+    return Zygote(settings, [*map(Path, hide), *folders, *data], **options)

@@ -1,16 +1,20 @@
-"""The trusted side of the sandbox: start a zygote worker, fork a sandboxed child per submission, kill it.
+"""The trusted side of the sandbox: start the zygote, fork a confined worker per submission, kill it.
 
-A :class:`Zygote` is one ``python -I -S`` process running :mod:`autograde.isolation.worker` (its source is
-passed with ``-c``, so neither this package nor the references are on its path). It imports torch once; every
-:class:`Child` it forks costs milliseconds. A child is killed (with everything it started) when its submission
-is done, when a call runs past the time limit or when it stops answering; the zygote itself never runs student
-code, so it survives every submission.
+A :class:`Zygote` is one ``python -I -S`` process running :mod:`autograde.isolation.worker` (its sources are
+sent over the control socket, so neither this package nor the references are on its path). It imports torch
+once, finds out which protections the machine allows, and forks a :class:`Child` per submission in
+milliseconds. A child confines itself (see :mod:`autograde.isolation.worker.confine`) and then says
+"ready"; only a failure before that handshake counts as the sandbox's. After it, a child that exits, crashes,
+runs past its time or stops answering is killed with everything it started, and only its own submission pays.
+
+The worker sees, read-only, only what it needs: the standard library, site-packages without any copy of the
+grader, a staged copy of ``course_utils`` and the system's libraries. The graders, references, solutions,
+submissions, outputs and data are not visible at all (mount namespace or Landlock), and not writable (read-only
+mounts, Landlock and, when the grader runs as root, a user of the worker's own).
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 import select
 import shutil
@@ -22,66 +26,34 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import autograde
-from autograde.isolation import worker as worker_module
-from autograde.isolation.wire import HEADER, MAX_REPLY_BYTES, WorkerProtocolError, decode, encode
+from autograde import course
+from autograde.isolation import wire
+from autograde.isolation.worker import BOOT, framing, shipped_sources
+from autograde.isolation.worker.confine import PROTECTIONS
+from autograde.settings import Settings
 
-PACKAGE_DIR = Path(autograde.__file__).resolve().parent
-PROTOCOL_SOURCE = PACKAGE_DIR / "student.py"
 # Imported once per zygote, so that no submission pays for them.
 PRELOAD = (
-    "torch",
-    "torch.nn",
-    "torch.nn.functional",
-    "numpy",
-    "math",
-    "course_utils",
-    "course_utils.training",
-    "course_utils.runtime",
-    "matplotlib",
-    "matplotlib.pyplot",
-    "tqdm",
-    "tqdm.auto",
-    "subprocess",
-)
+    "torch", "torch.nn", "torch.nn.functional", "numpy", "math", "course_utils", "course_utils.training",
+    "course_utils.runtime", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto",
+)  # fmt: skip
 STARTUP_TIMEOUT = 300.0
-READ_ROOTS_SYSTEM = (
-    "/usr",
-    "/lib",
-    "/lib64",
-    "/etc",
-    "/dev/null",
-    "/dev/urandom",
-    "/dev/random",
-    "/dev/zero",
-    "/sys/devices/system/cpu",
-    "/opt",
-)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one sandboxed submission may use.
-
-    timeout: seconds per call (building and running one module, or running one cell's definitions); the worker
-        raises at ``timeout`` and the trusted side kills it at ``timeout + grace``.
-    memory_mb: address space on top of what the worker holds after importing torch.
-    cpu_seconds: CPU time for one submission's whole worker process.
-    """
-
-    timeout: float = 30.0
-    memory_mb: int = 2048
-    cpu_seconds: int = 600
-    file_bytes: int = 16 * 2**20
-    open_files: int = 256
-
-    @property
-    def grace(self) -> float:
-        return max(2.0, 0.25 * self.timeout)
+SYSTEM_READ_ROOTS = ("/usr", "/lib", "/lib64", "/lib32", "/etc", "/sys/devices/system/cpu")
+# Without one of these, student code could read files it must not see: the grader refuses to run.
+FILESYSTEM_PROTECTIONS = ("namespaces", "landlock")
+DESCRIPTIONS = {
+    "namespaces": "private filesystem view, PID and network namespaces",
+    "separate_user": "an unprivileged user of its own",
+    "no_new_privs": "no_new_privs",
+    "capabilities": "capabilities dropped",
+    "landlock": "Landlock file access rules",
+    "seccomp": "seccomp system-call filter",
+    "resource_limits": "memory, CPU-time, file-size and open-file limits",
+}
 
 
 class SandboxError(RuntimeError):
@@ -110,35 +82,10 @@ def describe_status(status: int) -> str:
             "SIGXCPU": "over the CPU-time limit",
             "SIGBUS": "a bus error",
             "SIGFPE": "a floating-point exception",
+            "SIGSYS": "a forbidden system call",
         }.get(name, "a signal")
         return f"was killed by {name} ({cause})"
-    code = os.WEXITSTATUS(status)
-    if code == worker_module.SETUP_FAILED:
-        return f"could not set up its sandbox (exit code {code}); tell your instructor"
-    if code == worker_module.SERVE_FAILED:
-        return f"could not send a result back (exit code {code}): did your code replace torch.save?"
-    return f"exited with code {code} (sys.exit or os._exit in your code?)"
-
-
-def _below(path: Path, ancestor: Path) -> bool:
-    return path == ancestor or ancestor in path.parents
-
-
-def cover(hide: list[Path], keep: list[Path]) -> list[Path]:
-    """``hide``, with each path that holds something in ``keep`` replaced by its other entries (recursively).
-
-    A path inside a kept folder is still hidden (an installed ``site-packages/autograde``); ``/`` never is.
-    """
-    result: list[Path] = []
-    for path in (p.resolve() for p in hide):
-        if not path.exists() or path == Path(path.anchor):
-            continue
-        if any(_below(k, path) for k in keep):
-            if path.is_dir():
-                result.extend(cover(sorted(path.iterdir()), keep))
-            continue
-        result.append(path)
-    return sorted(set(result))
+    return f"exited with code {os.WEXITSTATUS(status)} (sys.exit or os._exit in your code?)"
 
 
 def site_packages() -> list[str]:
@@ -147,19 +94,60 @@ def site_packages() -> list[str]:
 
 
 def standard_library() -> list[str]:
-    return [sysconfig.get_path("stdlib"), *(p for p in sys.path if p.endswith(".zip"))]
+    paths = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}
+    return sorted(p for p in paths if p and os.path.isdir(p)) + [p for p in sys.path if p.endswith(".zip")]
+
+
+def _below(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def grader_paths() -> list[Path]:
+    """Every copy of the grader a worker could otherwise reach: this package, any installed copy, and the
+    other entries of the repository it lives in (solutions, tests, release, examples, outputs)."""
+    paths = [course.PACKAGE_DIR, *(Path(p) / "autograde" for p in site_packages())]
+    for p in site_packages():
+        paths += [Path(p) / n for n in os.listdir(p) if n.startswith(("__editable__", "attention_course"))]
+    if (course.REPO / "pyproject.toml").is_file():
+        paths += [p for p in course.REPO.iterdir() if p.name != "course_utils"]
+    return paths
+
+
+@dataclass
+class Protections:
+    """What the zygote applies to every worker, and what the machine refused (with the reason)."""
+
+    enabled: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    disabled: list[str] = field(default_factory=list)
+
+    @property
+    def isolates_files(self) -> bool:
+        return any(p in self.enabled for p in FILESYSTEM_PROTECTIONS)
+
+    def text(self) -> str:
+        lines = ["Sandbox protections:"]
+        for name in PROTECTIONS:
+            if name in self.enabled:
+                lines.append(f"  on   {DESCRIPTIONS[name]}")
+            elif name in self.disabled:
+                lines.append(f"  off  {DESCRIPTIONS[name]} (switched off by the instructor)")
+            else:
+                lines.append(f"  off  {DESCRIPTIONS[name]} ({self.refused.get(name, 'not available')})")
+        return "\n".join(lines)
 
 
 class Child:
-    """One sandboxed process holding one submission's definitions."""
+    """One confined worker holding one submission's definitions."""
 
-    def __init__(self, zygote: Zygote, pid: int, sock: socket.socket, cwd: Path):
-        self.zygote, self.pid, self.sock, self.cwd = zygote, pid, sock, cwd
+    def __init__(self, zygote: Zygote, pid: int, sock: socket.socket, scratch: Path):
+        self.zygote, self.pid, self.sock, self.scratch = zygote, pid, sock, scratch
         self.status: int | None = None
+        self.protections: dict = {}
 
     def send(self, message: dict) -> None:
         try:
-            self.sock.sendall(encode(message))
+            self.sock.sendall(wire.encode(message))
         except OSError as exc:
             raise WorkerCrashed(self._ended()) from exc
 
@@ -182,98 +170,119 @@ class Child:
     def recv(self, timeout: float) -> Any:
         """The next reply, as checked plain data; WorkerTimeout, WorkerCrashed or WorkerProtocolError."""
         deadline = time.monotonic() + timeout
-        (size,) = HEADER.unpack(self._read(HEADER.size, deadline))
-        if size > MAX_REPLY_BYTES:
-            raise WorkerProtocolError(
-                f"a reply of {size / 2**20:.0f} MiB (the limit is {MAX_REPLY_BYTES / 2**20:.0f} MiB)"
+        (size,) = framing.DATA_HEADER.unpack(self._read(framing.DATA_HEADER.size, deadline))
+        if size > wire.MAX_REPLY_BYTES:
+            raise wire.WorkerProtocolError(
+                f"a reply of {size / 2**20:.0f} MiB (the limit is {wire.MAX_REPLY_BYTES / 2**20:.0f} MiB)"
             )
-        return decode(self._read(size, deadline))
+        return wire.decode(self._read(size, deadline))
+
+    def handshake(self) -> None:
+        """Wait for "ready": until then no student code has run, so any failure is the sandbox's."""
+        try:
+            reply = self.recv(STARTUP_TIMEOUT)
+        except (WorkerTimeout, WorkerCrashed, wire.WorkerProtocolError) as exc:
+            self.kill()
+            self.zygote.fail(f"a sandboxed worker did not start ({type(exc).__name__}: {exc})")
+        if not isinstance(reply, dict) or reply.get("op") != "ready":
+            why = reply.get("error", "") if isinstance(reply, dict) else ""
+            self.kill()
+            self.zygote.fail(f"a sandbox could not be set up:\n{why or reply!r}")
+        self.protections = reply.get("protections", {})
 
     def _ended(self) -> str:
-        error = self.cwd / worker_module.SETUP_ERROR
-        self.kill(wait=1.0, keep=error)
-        if (
-            self.status is not None
-            and os.WIFEXITED(self.status)
-            and os.WEXITSTATUS(self.status) == worker_module.SETUP_FAILED
-        ):
-            why = error.read_text() if error.is_file() else "(no details)"
-            shutil.rmtree(self.cwd, ignore_errors=True)
-            self.zygote.fail(f"a sandbox could not be set up:\n{why}")
-        shutil.rmtree(self.cwd, ignore_errors=True)
+        self.kill(wait=1.0)
         return describe_status(self.status if self.status is not None else -1)
 
-    def kill(self, wait: float = 0.0, keep: Path | None = None) -> None:
-        """Kill the child and all it started (given ``wait`` s to end itself), reap it, delete its files."""
+    def kill(self, wait: float = 0.0) -> None:
+        """Kill the worker and all it started (given ``wait`` s to end itself), reap it, delete its files."""
         if self.status is not None:
             return
         self.sock.close()
         self.status = self.zygote.reap(self.pid, wait)
-        if keep is None:
-            shutil.rmtree(self.cwd, ignore_errors=True)
+        for path in (self.scratch, Path(f"{self.scratch}-root")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class Zygote:
-    """A worker process that has imported torch and forks sandboxed children on request."""
+    """A worker process that has imported torch and forks confined children on request.
 
-    def __init__(self, limits: Limits, hide: list[Path] = (), namespaces: bool = True):
-        self.limits = limits
+    hide: paths that workers must not see beyond the grader's own (submissions, outputs, data);
+    disable: protections the instructor switched off (names of
+    :data:`~autograde.isolation.worker.confine.PROTECTIONS`); allow_unprotected: run even when no protection
+    of the filesystem is available (otherwise :class:`SandboxError`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        hide: list[Path] = (),
+        *,
+        disable: tuple[str, ...] = (),
+        allow_unprotected: bool = False,
+    ):
+        self.settings = settings
+        self.extra_seconds = max((a.extra_seconds for a in course.ASSIGNMENTS), default=0.0)
+        # AUTOGRADE_DISABLE (comma-separated) switches protections off from outside, e.g. to rehearse Docker
+        from_env = [p.strip() for p in os.environ.get("AUTOGRADE_DISABLE", "").split(",") if p.strip()]
+        unknown = sorted(set(from_env) - set(PROTECTIONS))
+        if unknown:
+            raise ValueError(f"AUTOGRADE_DISABLE names unknown protections {unknown}; known: {', '.join(PROTECTIONS)}")
+        self.disable = tuple(disable) + tuple(from_env)
+        self.allow_unprotected = allow_unprotected
         self.owner = os.getpid()
-        self.base = Path(tempfile.mkdtemp(prefix="nb-"))
+        self.base = Path(tempfile.mkdtemp(prefix="nb-"))  # a name that does not say "grading" to a submission
+        os.chmod(self.base, 0o711)  # workers of another user may enter their own folders, but not list them
         self.lib = self.base / "lib"
-        self.home = self.base / "home"
-        self.home.mkdir()
+        self.probe_dir = self.base / "probe"
+        self.probe_dir.mkdir(mode=0o700)
         self._stage_course_utils()
-        paths = [str(self.lib), *site_packages(), *standard_library()]
-        keep = [Path(p).resolve() for p in [*paths, *READ_ROOTS_SYSTEM]] + [self.base.resolve()]
-        self.hidden = [str(p) for p in cover([Path(h) for h in hide] + self._grader_paths(), keep)]
-        read_roots = [*paths, str(self.home), *READ_ROOTS_SYSTEM]
+        self.paths = [str(self.lib), *site_packages(), *standard_library()]
+        read_roots = sorted({*self.paths, *(r for r in SYSTEM_READ_ROOTS if os.path.exists(r))})
+        sensitive = [str(p.resolve()) for p in [*grader_paths(), *map(Path, hide)] if p.exists()]
         self.policy = {
-            "read_roots": sorted({os.path.realpath(p) for p in read_roots} | set(read_roots)),
-            "deny_roots": self.hidden,
+            "read_roots": read_roots,
+            "hide": sorted({p for p in sensitive if _below(p, read_roots) and not _below(p, [str(self.lib)])}),
         }
-        self._lock = contextlib.nullcontext()
         self.failure: str | None = None
         self.lost = False
-        self._want_namespaces = namespaces
         self.ready: dict | None = None
         self._start()
 
-    def share(self) -> None:
-        """Let processes forked from here (the lanes) use this zygote, one request at a time."""
-        self.wait_ready()
-        self._lock = multiprocessing.get_context("fork").Lock()
+    def open_channel(self) -> socket.socket:
+        """A control channel of its own for a lane (forked from here): the zygote serves each channel
+        separately, and kills the workers of a channel that closes (a lane that was stopped)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._ask({"op": "connect"}, [theirs.fileno()])
+        finally:
+            theirs.close()
+        return ours
 
-    @property
-    def namespaces(self) -> bool:
-        """Whether each child gets its own user, PID, mount and network namespaces."""
-        return bool(self.wait_ready()["namespaces"]) and self._want_namespaces
-
-    @staticmethod
-    def _grader_paths() -> list[Path]:
-        """This package (and any installed copy), and every other entry of the repository it lives in."""
-        repo = PACKAGE_DIR.parent
-        paths = [PACKAGE_DIR, *(Path(p) / "autograde" for p in site_packages())]
-        if (repo / "pyproject.toml").is_file():
-            paths += [p for p in repo.iterdir() if p.name != "course_utils"]
-        return paths
+    def use_channel(self, channel: socket.socket) -> None:
+        """In a lane: send every request over ``channel`` (see :meth:`open_channel`)."""
+        self.control = channel
+        self.control.settimeout(60)
 
     def _stage_course_utils(self) -> None:
         import course_utils
 
         source = Path(course_utils.__file__).resolve().parent
         shutil.copytree(source, self.lib / "course_utils", ignore=shutil.ignore_patterns("__pycache__"))
+        for folder, _, files in os.walk(self.lib):
+            os.chmod(folder, 0o755)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o644)
 
     def _env(self) -> dict[str, str]:
-        home = str(self.home)
         return {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": home,
-            "TMPDIR": home,
+            "HOME": str(self.probe_dir),
+            "TMPDIR": str(self.probe_dir),
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(self.home / "matplotlib"),
+            "MPLCONFIGDIR": str(self.probe_dir / "matplotlib"),
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
@@ -285,16 +294,13 @@ class Zygote:
 
     def _start(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        # Named under /autograde/ so that tracebacks shown to students skip the worker's own frames.
-        source = Path(worker_module.__file__).read_text()
-        boot = f"exec(compile({source!r}, '<sandbox>/autograde/isolation/worker.py', 'exec'))"
         self.log = self.base / "zygote.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", boot, str(child.fileno())],
+                [sys.executable, "-I", "-S", "-c", BOOT, str(child.fileno())],
                 pass_fds=[child.fileno()],
                 env=self._env(),
-                cwd=self.home,
+                cwd=self.probe_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -304,18 +310,26 @@ class Zygote:
         self.control = parent
         self.control.settimeout(STARTUP_TIMEOUT)
         config = {
+            "modules": shipped_sources(),
             "prepend": [str(self.lib)],
             "append": site_packages(),
             "preload": list(PRELOAD),
-            "protocol_source": PROTOCOL_SOURCE.read_text(),
+            "policy": self.policy,
+            "probe_dir": str(self.probe_dir),
+            "limits": self.settings.worker_limits(self.extra_seconds),
+            "enable": [p for p in PROTECTIONS if p not in self.disable],
         }
-        worker_module.send_control(self.control, config)
+        framing.send_control(self.control, config)
 
     def wait_ready(self) -> dict:
-        """Block until the zygote has imported torch (it starts in the background)."""
+        """Block until the zygote has imported torch and probed the protections (it starts in the background).
+
+        Raises SandboxError when it did not start, or when no protection of the filesystem is available and
+        the instructor did not allow running unprotected.
+        """
         if self.ready is None:
             try:
-                self.ready, _ = worker_module.recv_control(self.control)
+                self.ready, _ = framing.recv_control(self.control)
             except OSError:
                 self.ready = None
             if not self.ready:
@@ -323,33 +337,39 @@ class Zygote:
                 self.process.wait()
                 raise SandboxError(f"the sandbox worker did not start:\n{self.log.read_text()[-3000:]}")
             self.control.settimeout(60)
+            protections = self.protections
+            if not protections.isolates_files and not self.allow_unprotected:
+                self.failure = (
+                    "no protection of the filesystem is available here, so student code could read and "
+                    "change files it must not (other submissions, the graders):\n"
+                    f"{protections.text()}\nRun the grader where Linux namespaces or Landlock are allowed, or "
+                    "pass --allow-unprotected to grade anyway (only for code you trust)."
+                )
+                raise SandboxError(self.failure)
         return self.ready
 
+    @property
+    def protections(self) -> Protections:
+        ready = self.wait_ready() if self.ready is None else self.ready
+        return Protections(list(ready["enabled"]), dict(ready["refused"]), list(self.disable))
+
     def spawn(self, time_limit: float) -> Child:
-        """A fresh sandboxed child in a new empty working directory."""
-        cwd = Path(tempfile.mkdtemp(prefix="work-", dir=self.base))
+        """A fresh confined child in a new empty scratch folder, after its "ready" handshake."""
+        scratch = Path(tempfile.mkdtemp(prefix="work-", dir=self.base))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        limits = self.limits
         request = {
             "op": "fork",
-            "cwd": str(cwd),
+            "scratch": str(scratch),
             "time_limit": time_limit,
-            "namespaces": self.namespaces,
-            "hide": self.hidden,
-            "policy": self.policy,
-            "limits": {
-                "memory_mb": limits.memory_mb,
-                "cpu_seconds": limits.cpu_seconds,
-                "file_bytes": limits.file_bytes,
-                "open_files": limits.open_files,
-                "processes": 0,  # no fork at all (root ignores it: the audit hook and namespaces stop root)
-            },
+            "limits": self.settings.worker_limits(self.extra_seconds),
         }
         try:
             reply = self._ask(request, [theirs.fileno()])
         finally:
             theirs.close()
-        return Child(self, reply["pid"], ours, cwd)
+        child = Child(self, reply["pid"], ours, scratch)
+        child.handshake()
+        return child
 
     def reap(self, pid: int, wait: float = 0.0) -> int:
         """The status of child ``pid``, killed (with its process group) unless it ends within ``wait`` s."""
@@ -359,12 +379,11 @@ class Zygote:
         if self.failure:
             raise SandboxError(self.failure)
         self.wait_ready()
-        with self._lock:
-            try:
-                worker_module.send_control(self.control, request, fds)
-                reply, _ = worker_module.recv_control(self.control)
-            except OSError:
-                reply = None
+        try:
+            framing.send_control(self.control, request, fds)
+            reply, _ = framing.recv_control(self.control)
+        except OSError:
+            reply = None
         if not isinstance(reply, dict):
             self.lost = True
             self.fail("the sandbox's zygote process stopped answering")

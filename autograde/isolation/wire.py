@@ -1,25 +1,32 @@
 """What crosses the pipe between the trusted grader and a sandboxed worker: plain data, checked on arrival.
 
 Messages are ``torch.save`` bytes of dicts of tensors and primitives, framed by an 8-byte length. The trusted
-side reads them with ``torch.load(weights_only=True)`` (which builds no arbitrary object) and then checks the
-shape of every reply before a grader test sees it, so a hostile worker can at worst send wrong numbers.
+side reads them with ``torch.load(weights_only=True)`` (which builds no arbitrary object) and then checks every
+reply before a grader test sees it: each tensor must be dense, on the CPU, of a numeric dtype, contiguous and
+backed by exactly its own elements (no stride-0 view that pretends to hold 10^14 values), and no larger than
+:data:`MAX_ELEMENTS`. So a hostile worker can at worst send wrong numbers, never slow the trusted side down.
 """
 
 from __future__ import annotations
 
 import io
-import struct
 from dataclasses import fields
 from typing import Any
 
 import torch
 
+from autograde.isolation.worker.framing import frame
+from autograde.results import WORKER_KINDS, Kind, StudentError
 from autograde.student import FORBIDDEN_CALLS, Call, CallResult, ModuleInfo
 
-HEADER = struct.Struct("!Q")
 MAX_REPLY_BYTES = 256 * 2**20
+MAX_ELEMENTS = 2**25  # per tensor: 32 M values (the graders' largest are a few thousand)
 MAX_TEXT = 100_000
 MAX_DEPTH = 20
+DTYPES = frozenset(
+    {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
+     torch.int32, torch.int64, torch.bool}
+)  # fmt: skip
 
 
 class WorkerProtocolError(Exception):
@@ -28,10 +35,7 @@ class WorkerProtocolError(Exception):
 
 def encode(message: dict) -> bytes:
     """Frame ``message`` (plain data) for the pipe."""
-    buf = io.BytesIO()
-    torch.save(message, buf)
-    data = buf.getvalue()
-    return HEADER.pack(len(data)) + data
+    return frame(torch, message)
 
 
 def decode(payload: bytes) -> Any:
@@ -48,9 +52,7 @@ def plain(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise WorkerProtocolError("reply nested too deeply")
     if isinstance(value, torch.Tensor):
-        if value.layout != torch.strided or value.is_quantized or value.is_meta or value.device.type != "cpu":
-            raise WorkerProtocolError("reply holds a tensor that is not a dense CPU tensor")
-        return value.detach().as_subclass(torch.Tensor)
+        return checked_tensor(value)
     if value is None or type(value) in (bool, int, float):
         return value
     if type(value) is str:
@@ -60,6 +62,35 @@ def plain(value: Any, depth: int = 0) -> Any:
     if type(value) is dict and all(type(k) is str for k in value):
         return {k: plain(v, depth + 1) for k, v in value.items()}
     raise WorkerProtocolError(f"reply holds a {type(value).__name__}, which is not plain data")
+
+
+def checked_tensor(value: torch.Tensor) -> torch.Tensor:
+    """``value`` if it is a dense, contiguous CPU tensor of a numeric dtype backed by exactly its elements."""
+    if value.layout != torch.strided or value.is_quantized or value.is_meta or value.device.type != "cpu":
+        raise WorkerProtocolError("reply holds a tensor that is not a dense CPU tensor")
+    if value.dtype not in DTYPES:
+        raise WorkerProtocolError(f"reply holds a tensor of dtype {value.dtype}")
+    numel = 1
+    for size in value.shape:
+        numel *= int(size)
+    if numel > MAX_ELEMENTS:
+        raise WorkerProtocolError(f"reply holds a tensor of {numel:,} values (at most {MAX_ELEMENTS:,})")
+    storage = value.untyped_storage().nbytes()
+    if not value.is_contiguous() or value.storage_offset() != 0 or storage != numel * value.element_size():
+        raise WorkerProtocolError("reply holds a tensor that is a view, not its own contiguous values")
+    return value.detach().as_subclass(torch.Tensor)
+
+
+def error(reply: dict) -> StudentError:
+    """The StudentError of a failed reply. The worker may only report the kinds a worker can know of."""
+    try:
+        kind = Kind(reply.get("kind"))
+    except ValueError:
+        kind = Kind.STUDENT_ERROR
+    if kind not in WORKER_KINDS:
+        kind = Kind.STUDENT_ERROR
+    exc_type = reply.get("exc_type")
+    return StudentError(str(reply.get("error", "failed")), kind, exc_type if isinstance(exc_type, str) else None)
 
 
 def call_message(call: Call) -> dict:
@@ -89,8 +120,7 @@ def call_result(value: Any) -> CallResult:
     return CallResult(
         outputs=outputs,
         input_grads=[
-            _tensor_or_none(g, "an input gradient")
-            for g in _expect(data.get("input_grads", []), list, "input_grads")
+            _tensor_or_none(g, "an input gradient") for g in _expect(data.get("input_grads", []), list, "input_grads")
         ],
         param_grads={
             k: _tensor_or_none(g, "a parameter gradient")

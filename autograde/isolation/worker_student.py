@@ -2,35 +2,32 @@
 
 The grader tests run here, in the trusted process, exactly as under nbgrader; each ``describe``, ``call``,
 ``value`` and ``has`` becomes a request to the worker, and only checked plain data comes back. A worker that
-runs past the time limit, crashes or sends garbage is killed and replaced (its definitions are run again), and
-only the request in flight fails, with a message for the student.
+runs past the time limit, crashes or sends garbage is killed and replaced (its definitions are run again),
+and only the request in flight fails, with a message for the student. All calls of one submission share a
+time budget (``submission_seconds``, plus the allowance of files handed in with it); once it is used up,
+the remaining checks fail at once and the run records an incident.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from autograde.isolation import wire
 from autograde.isolation.sandbox import Child, WorkerCrashed, WorkerTimeout, Zygote
 from autograde.notebook_source import GradedSource
-from autograde.student import FORBIDDEN_CALLS, Call, CallResult, ModuleInfo, StudentError
-
-
-@dataclass(frozen=True)
-class Incident:
-    """Something that went wrong in the worker: ``kind`` is timeout, crash, protocol or definition."""
-
-    kind: str
-    message: str
+from autograde.results import Incident, Kind, StudentError
+from autograde.student import Call, CallResult, ModuleInfo
 
 
 class WorkerStudent:
     """The Student protocol, served by a sandboxed child of ``zygote`` that ran ``source``'s definitions."""
 
-    def __init__(self, zygote: Zygote, source: GradedSource, timeout: float):
-        self.zygote, self.source, self.timeout = zygote, source, timeout
+    def __init__(self, zygote: Zygote, source: GradedSource, budget: float | None = None):
+        self.zygote, self.source = zygote, source
+        self.timeout = zygote.settings.timeout
+        self.budget = budget if budget is not None else zygote.settings.submission_seconds + zygote.extra_seconds
+        self.spent = 0.0
         self.incidents: list[Incident] = [Incident("definition", p) for p in source.problems]
         self._skipped: set[int] = set()
         self._stuck: dict[str, str] = {}
@@ -47,80 +44,105 @@ class WorkerStudent:
             self._child.kill()
             self._child = None
 
+    def _left(self) -> float:
+        """Seconds of the budget left; StudentError (and an incident, once) when there are none."""
+        left = self.budget - self.spent
+        if left <= 0:
+            message = (
+                f"the grader stopped running your code: all its calls together took more than {self.budget:g} s "
+                "(is something far too slow, or sleeping?)"
+            )
+            if not any(i.kind == Kind.BUDGET.value for i in self.incidents):
+                self.incidents.append(Incident(Kind.BUDGET.value, message))
+            raise StudentError(message, Kind.BUDGET)
+        return left
+
     def _worker(self) -> Child:
         """The live child, started (definitions run) if needed; a cell that hangs or crashes is left out."""
         while self._child is None:
             chunks = [(i, c) for i, c in enumerate(self.source.chunks) if i not in self._skipped]
-            child = self.zygote.spawn(self.timeout)
+            limit = min(self.timeout, self._left())
+            start = time.monotonic()
+            child = self.zygote.spawn(limit)
             child.send({"op": "load", "chunks": [c.to_dict() for _, c in chunks]})
             position = 0
             try:
                 while True:
-                    reply = child.recv(self.timeout + self.zygote.limits.grace)
+                    reply = child.recv(limit + self.zygote.settings.grace)
+                    if not isinstance(reply, dict):
+                        raise wire.WorkerProtocolError("a reply that is not a message")
                     if reply.get("op") == "loaded":
                         break
                     if reply.get("error"):
                         self.incidents.append(Incident("definition", str(reply["error"])))
                     position += 1
             except (WorkerTimeout, WorkerCrashed, wire.WorkerProtocolError) as exc:
+                self.spent += time.monotonic() - start
                 if position >= len(chunks):
-                    raise
+                    child.kill()
+                    raise StudentError(
+                        f"running your notebook's definitions stopped the worker ({exc})", Kind.CRASH
+                    ) from None
                 index, chunk = chunks[position]
                 self._skipped.add(index)
                 child.kill()
                 how = (
-                    f"did not finish within {self.timeout:g} s"
+                    f"did not finish within {limit:g} s"
                     if isinstance(exc, WorkerTimeout)
                     else f"stopped the grader's worker process ({exc})"
                 )
                 self.incidents.append(Incident("definition", f"{chunk.label} {how}; it was skipped."))
                 continue
+            self.spent += time.monotonic() - start
             self._child = child
         return self._child
 
     def _request(self, message: dict, target: str) -> Any:
         """Send one request; the checked reply value, or StudentError with a message for the student."""
         if target in self._stuck:
-            raise StudentError(self._stuck[target])
+            raise StudentError(self._stuck[target], Kind.TIMEOUT)
         child = self._worker()
+        limit = min(self.timeout, self._left())
         start = time.monotonic()
         try:
             child.send(message)
-            reply = child.recv(self.timeout + self.zygote.limits.grace)
+            reply = child.recv(limit + self.zygote.settings.grace)
         except WorkerTimeout:
             self._replace()
             return self._give_up(
                 target,
-                f"`{target}` did not finish within {self.timeout:g} s, so the grader "
-                "stopped it (an endless loop, or far too slow?)",
+                f"`{target}` did not finish within {limit:g} s, so the grader stopped it (an endless loop, or far "
+                "too slow?)",
             )
         except WorkerCrashed as exc:
             self._replace()
-            self.incidents.append(Incident("crash", f"{target}: the worker {exc}"))
+            self.incidents.append(Incident(Kind.CRASH.value, f"{target}: the worker {exc}"))
             raise StudentError(
-                f"running your `{target}` ended the grader's worker process: it {exc}."
+                f"running your `{target}` ended the grader's worker process: it {exc}.", Kind.CRASH
             ) from None
         except wire.WorkerProtocolError as exc:
             self._replace()
-            self.incidents.append(Incident("protocol", f"{target}: {exc}"))
+            self.incidents.append(Incident(Kind.UNUSABLE_RESULT.value, f"{target}: {exc}"))
             raise StudentError(
-                f"your `{target}` sent back something the grader cannot read ({exc})."
+                f"your `{target}` sent back something the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
+        finally:
+            self.spent += time.monotonic() - start
         if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
             self._replace()
-            raise StudentError(f"your `{target}` sent back something the grader cannot read.")
+            raise StudentError(f"your `{target}` sent back something the grader cannot read.", Kind.UNUSABLE_RESULT)
         if not reply["ok"]:
-            error = str(reply.get("error", "failed"))
-            if time.monotonic() - start >= self.timeout:
-                return self._give_up(target, error)
-            raise StudentError(error)
+            failure = wire.error(reply)
+            if failure.kind is Kind.TIMEOUT or time.monotonic() - start >= limit:
+                return self._give_up(target, str(failure))
+            raise failure
         return reply.get("value")
 
     def _give_up(self, target: str, message: str) -> None:
         """Fail this request, and every later one on ``target`` at once (it would time out again)."""
-        self.incidents.append(Incident("timeout", f"{target}: {message}"))
+        self.incidents.append(Incident(Kind.TIMEOUT.value, f"{target}: {message}"))
         self._stuck[target] = f"{message} (skipped: an earlier call of `{target}` ran past the time limit)"
-        raise StudentError(message)
+        raise StudentError(message, Kind.TIMEOUT)
 
     def close(self) -> None:
         self._replace()
@@ -147,18 +169,13 @@ class WorkerStudent:
             return wire.module_info(self._request(message, target))
         except wire.WorkerProtocolError as exc:
             raise StudentError(
-                f"your `{target}` sent back a description the grader cannot read ({exc})."
+                f"your `{target}` sent back a description the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
 
     def call(self, call: Call) -> CallResult:
         try:
-            result = wire.call_result(self._request(wire.call_message(call), call.target))
+            return wire.call_result(self._request(wire.call_message(call), call.target))
         except wire.WorkerProtocolError as exc:
             raise StudentError(
-                f"your `{call.target}` sent back a result the grader cannot read ({exc})."
+                f"your `{call.target}` sent back a result the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
-        if call.forbidden:
-            words = {name.rsplit(".", 1)[-1]: name for name in call.forbidden if name in FORBIDDEN_CALLS}
-            seen = self.source.mentions(call.target, words)
-            result.forbidden_used = sorted(set(result.forbidden_used) | {words[w] for w in seen})
-        return result

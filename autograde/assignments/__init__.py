@@ -1,0 +1,1 @@
+"""One folder per assignment: its grader, reference implementation and example submissions."""

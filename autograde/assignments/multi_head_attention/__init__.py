@@ -1,0 +1,1 @@
+"""Notebook multi head attention: grader.py, reference.py, examples.py (see autograde.course)."""

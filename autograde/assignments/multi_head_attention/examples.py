@@ -1,0 +1,115 @@
+"""Example submissions of notebook 2: the solution, the blank release and realistic mistakes.
+
+Each example lists the grader tests it fails. A mistake in the function also fails checks of
+``MultiHeadAttention`` whenever the module calls the student's function (as the solution does).
+"""
+
+from __future__ import annotations
+
+from autograde.examples import BLANK, Edit, Example, solution
+
+# A wrong forward pass of the module: every check that compares its output, weights or gradients.
+WRONG_MHA = (
+    "test_mha_self_attention",
+    "test_mha_cross_attention",
+    "test_mha_keeps_attention_weights",
+    "test_mha_masks",
+    "test_mha_blocked_rows",
+    "test_mha_gradients",
+)
+# A wrong mask in the function: every masked check of the function and of the module that calls it.
+WRONG_MASK = (
+    "test_sdpa_masks",
+    "test_sdpa_integer_mask",
+    "test_sdpa_blocked_rows",
+    "test_mha_masks",
+    "test_mha_blocked_rows",
+)
+
+SPLIT_Q = "q = self.query(query).view(N, S, H, D).transpose(1, 2)  # (N, H, S, D)"
+SPLIT_K = "k = self.key(key).view(N, T, H, D).transpose(1, 2)  # (N, H, T, D)"
+SPLIT_V = "v = self.value(value).view(N, T, H, D).transpose(1, 2)  # (N, H, T, D)"
+MERGE = "out = out.transpose(1, 2).reshape(N, S, E)  # (N, S, H, D) -> (N, S, E)"
+CALL = "out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, H, S, D)"
+MASK_SCORES = 'scores = scores.masked_fill(~mask.bool(), float("-inf"))'
+ZERO_BLOCKED = """    if mask is not None:
+        weights = weights.masked_fill(~mask.bool(), 0.0)  # a row with nothing to attend: NaN -> 0
+"""
+
+# The student writes the attention inside the module instead of calling the function, and scales by sqrt(E).
+INLINE_SQRT_E = """scores = q @ k.transpose(-2, -1) / math.sqrt(E)  # (N, H, S, T)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask.bool(), float("-inf"))
+        weights = self.attn_drop(torch.nan_to_num(F.softmax(scores, dim=-1)))
+        out = weights @ v  # (N, H, S, D)"""
+
+# The student calls PyTorch's fused attention in the module (and computes the weights on the side).
+BUILTIN = """out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop.p)
+        weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
+
+EXAMPLES = [
+    solution(),
+    BLANK,
+    Example(
+        "wrong_head_split",
+        "heads split with view(N, H, L, D) without the transpose, merged back with a plain reshape",
+        WRONG_MHA,
+        (
+            Edit("mha", SPLIT_Q, "q = self.query(query).view(N, H, S, D)"),
+            Edit("mha", SPLIT_K, "k = self.key(key).view(N, H, T, D)"),
+            Edit("mha", SPLIT_V, "v = self.value(value).view(N, H, T, D)"),
+            Edit("mha", MERGE, "out = out.reshape(N, S, E)"),
+        ),
+    ),
+    Example(
+        "sqrt_e_scale",
+        "attention written inside the module with the scores scaled by 1/sqrt(E) instead of 1/sqrt(E/H)",
+        WRONG_MHA,
+        (Edit("mha", CALL, INLINE_SQRT_E),),
+    ),
+    Example(
+        "mask_after_softmax",
+        "the mask zeroes the weights after the softmax instead of filling the scores with -inf before it",
+        WRONG_MASK,
+        (Edit("sdpa", f"    if mask is not None:\n        {MASK_SCORES}\n", ""),),
+    ),
+    Example(
+        "mask_inverted",
+        "mask polarity inverted: True treated as 'blocked'",
+        WRONG_MASK,
+        (
+            Edit("sdpa", MASK_SCORES, 'scores = scores.masked_fill(mask.bool(), float("-inf"))'),
+            Edit("sdpa", "weights.masked_fill(~mask.bool(), 0.0)", "weights.masked_fill(mask.bool(), 0.0)"),
+        ),
+    ),
+    Example(
+        "large_negative_fill",
+        "forbidden scores filled with -1e9 and no zeroing: a fully blocked row gets uniform weights",
+        ("test_sdpa_blocked_rows", "test_mha_blocked_rows"),
+        (Edit("sdpa", 'float("-inf")', "-1e9"), Edit("sdpa", ZERO_BLOCKED, "")),
+    ),
+    Example(
+        "dropout_in_eval",
+        "F.dropout(w, p) passed as the dropout, so it stays active in eval mode",
+        (*WRONG_MHA, "test_mha_eval_is_deterministic", "test_mha_dropout_in_training"),
+        (Edit("mha", "attn_mask, self.attn_drop)", "attn_mask, lambda w: F.dropout(w, p=self.attn_drop.p))"),),
+    ),
+    Example(
+        "no_output_projection",
+        "the merged heads are returned without self.proj",
+        (
+            "test_mha_self_attention",
+            "test_mha_cross_attention",
+            "test_mha_masks",
+            "test_mha_blocked_rows",
+            "test_mha_gradients",
+        ),
+        (Edit("mha", "return self.proj(out)", "return out"),),
+    ),
+    Example(
+        "builtin_attention",
+        "the module calls F.scaled_dot_product_attention instead of writing attention",
+        (*WRONG_MHA, "test_mha_output_shape", "test_mha_eval_is_deterministic", "test_mha_dropout_in_training"),
+        (Edit("mha", CALL, BUILTIN),),
+    ),
+]

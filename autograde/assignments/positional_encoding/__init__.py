@@ -1,0 +1,1 @@
+"""Notebook positional encoding: grader.py, reference.py, examples.py (see autograde.course)."""

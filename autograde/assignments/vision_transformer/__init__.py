@@ -1,0 +1,1 @@
+"""Notebook vision transformer: grader.py, reference.py, examples.py (see autograde.course)."""

@@ -1,0 +1,209 @@
+"""Reference solution of notebook 4: a Vision Transformer for CIFAR-10, a training recipe, attention rollout.
+
+The image is cut into p x p patches, each flattened in (C, p, p) order and projected to E channels; the
+sinusoidal encoding of notebook 3 is added; pre-norm encoder layers built on notebook 2's multi-head
+attention follow; a final LayerNorm, then the mean over the tokens (or a learned class token) feeds the head.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from autograde.assignments.multi_head_attention.reference import MultiHeadAttention
+from autograde.assignments.positional_encoding.reference import PositionalEncoding
+
+POOLS = ("mean", "cls")
+
+
+def _check_divisible(height: int, width: int, patch_size: int) -> None:
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"an image of {height} x {width} pixels cannot be cut into {patch_size} x {patch_size} patches: "
+            f"choose a patch_size that divides both sides (for 32 x 32 images: 1, 2, 4, 8, 16 or 32)."
+        )
+
+
+class PatchEmbedding(nn.Module):
+    """Cut images into non-overlapping p x p patches and project each to ``embed_dim`` channels.
+
+    forward: (N, C, H, W) -> (N, (H/p)*(W/p), E). Patches come in row-major order; each is flattened in
+    (C, p, p) order (as ``nn.Conv2d(C, E, p, stride=p)`` reads it) before ``proj = nn.Linear(C*p*p, E)``.
+    """
+
+    def __init__(self, img_size: int, patch_size: int, in_channels: int = 3, embed_dim: int = 128):
+        super().__init__()
+        _check_divisible(img_size, img_size, patch_size)
+        self.patch_size = patch_size
+        self.num_patches = (img_size // patch_size) ** 2
+        self.proj = nn.Linear(in_channels * patch_size * patch_size, embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        N, C, H, W = x.shape
+        p = self.patch_size
+        _check_divisible(H, W, p)
+        x = x.reshape(N, C, H // p, p, W // p, p)  # (N, C, H/p, p, W/p, p)
+        x = x.permute(0, 2, 4, 1, 3, 5)  # (N, H/p, W/p, C, p, p)
+        x = x.reshape(N, (H // p) * (W // p), C * p * p)  # (N, L, C*p*p)
+        return self.proj(x)  # (N, L, E)
+
+
+class TransformerEncoderLayer(nn.Module):
+    """A pre-norm encoder layer: x + dropout(attn(norm1(x))), then x + dropout(mlp(norm2(x))).
+
+    forward: (N, S, E) -> (N, S, E). ``mlp`` is Linear(E, F) - GELU - Dropout - Linear(F, E).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dim_feedforward: int, dropout: float = 0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, dim_feedforward),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim_feedforward, embed_dim),
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.dropout(self.self_attn(h, h, h))
+        return x + self.dropout(self.mlp(self.norm2(x)))
+
+
+class VisionTransformer(nn.Module):
+    """ViT for small images: patches -> + sinusoidal positions -> encoder layers -> LayerNorm -> pool -> head.
+
+    pool="mean" averages all tokens; pool="cls" prepends a learned ``cls_token`` (1, 1, E) (zeros at first)
+    and classifies from it. The positional encoding covers every token, the class token included.
+    forward: (N, C, H, W) with H = W = img_size -> scores (N, num_classes).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 32,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        embed_dim: int = 128,
+        num_layers: int = 6,
+        num_heads: int = 4,
+        dim_feedforward: int = 256,
+        num_classes: int = 10,
+        dropout: float = 0.1,
+        pool: str = "mean",
+    ):
+        super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r} is not supported: use 'mean' or 'cls'.")
+        self.pool = pool
+        self.patch_embed = PatchEmbedding(img_size, patch_size, in_channels, embed_dim)
+        num_tokens = self.patch_embed.num_patches
+        if pool == "cls":
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+            num_tokens += 1
+        self.positional_encoding = PositionalEncoding(embed_dim, dropout, max_len=num_tokens)
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(embed_dim, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)  # (N, L, E)
+        if self.pool == "cls":
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1+L, E)
+        x = self.positional_encoding(x)
+        for layer in self.layers:
+            x = layer(x)
+        x = self.norm(x)
+        x = x[:, 0] if self.pool == "cls" else x.mean(dim=1)  # (N, E)
+        return self.head(x)  # (N, num_classes)
+
+
+# The training recipe: Muon for the encoder layers' weight matrices and AdamW for the other parameters, one
+# linear warm-up then cosine decay for both, gradient clipping, small batches, no dropout, and random crops and
+# flips (get_loaders(augment=True)) on schedules of RECIPE_AUGMENT_FROM_EPOCHS epochs or more (they slow the
+# first epochs down and pay off later; weight decay regularises short runs).
+RECIPE_CONFIG = dict(
+    img_size=32,
+    patch_size=4,
+    embed_dim=128,
+    num_layers=6,
+    num_heads=4,
+    dim_feedforward=256,
+    dropout=0.0,
+    pool="mean",
+)
+RECIPE_BATCH_SIZE = 32
+RECIPE_AUGMENT_FROM_EPOCHS = 10
+RECIPE_LR = 1e-3
+RECIPE_WEIGHT_DECAY = 0.05
+RECIPE_WARMUP = 0.1
+RECIPE_CLIP_GRAD_NORM = 1.0
+
+
+def recipe_optimizers(
+    model: nn.Module,
+    epochs: int,
+    steps_per_epoch: int,
+    *,
+    lr: float = RECIPE_LR,
+    weight_decay: float = RECIPE_WEIGHT_DECAY,
+    warmup: float = RECIPE_WARMUP,
+) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
+    """Muon and AdamW, and a schedule for each: a linear warm-up over the first ``warmup`` of the steps to
+    ``lr``, then a cosine decay to zero at the last step. Pass both lists to ``train``.
+
+    Muon takes the weight matrices of ``model.layers`` (attention and MLP); its updates are rescaled to the
+    size of AdamW's (``adjust_lr_fn="match_rms_adamw"``), so one ``lr`` and one ``weight_decay`` serve both.
+    AdamW takes the rest: the patch embedding and the head with weight decay, biases, LayerNorm weights and
+    the class token without.
+    """
+    hidden = {id(p) for p in model.layers.parameters() if p.requires_grad and p.ndim == 2}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden]
+    muon = torch.optim.Muon(
+        [p for p in model.parameters() if id(p) in hidden],
+        lr=lr,
+        weight_decay=weight_decay,
+        adjust_lr_fn="match_rms_adamw",
+    )
+    adamw = torch.optim.AdamW(
+        [
+            {"params": [p for p in rest if p.ndim == 2], "weight_decay": weight_decay},
+            {"params": [p for p in rest if p.ndim != 2], "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+    total = max(epochs * steps_per_epoch, 1)
+    warm = max(round(warmup * total), 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(total - warm, 1), 1.0)))
+
+    optimizers = [muon, adamw]
+    return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
+
+
+def attention_rollout(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020) over layers, first to last.
+
+    weights: one (N, H, T, T) tensor per layer. Each layer's heads are averaged, the residual connection is
+    accounted for as 0.5 * (A + I) (rows still sum to 1), and the layers are multiplied:
+    R = A_L ... A_2 A_1 -> (N, T, T), where R[n, i, j] is how much token j of the input flows into token i.
+    """
+    if not weights:
+        raise ValueError("attention_rollout needs the weights of at least one layer.")
+    N, _, T, _ = weights[0].shape
+    eye = torch.eye(T, dtype=weights[0].dtype, device=weights[0].device)
+    rollout = eye.expand(N, T, T)
+    for w in weights:
+        mixed = 0.5 * (w.mean(dim=1) + eye)  # (N, T, T)
+        rollout = mixed @ rollout  # (N, T, T)
+    return rollout

@@ -1,1 +1,0 @@
-"""Reference implementations the graders compare submissions with (one module per notebook)."""
