@@ -6,7 +6,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: setup demo test test-all lint release grade gradescope bundle bench clean
+.PHONY: setup demo test test-all test-browser lint release grade gradescope bundle bench clean
 
 setup: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
 	$(PIP) -e '.[course,test]' 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import torch, torchvision, nbgrader, course_utils, autograde"
+	$(PY) -c "import torch, torchvision, nbgrader, playwright.sync_api, course_utils, autograde"
 	@touch $@
 
 demo: $(STAMP)  ## train the vanilla CNN briefly, release notebook 1 and autograde the example submissions
@@ -23,6 +23,9 @@ demo: $(STAMP)  ## train the vanilla CNN briefly, release notebook 1 and autogra
 test: $(STAMP)  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
 
+test-browser: $(STAMP)  ## only the browser tests: JupyterLab and the formgrader in headless Chromium (tests/browser)
+	$(PY) -m pytest -m browser
+
 test-all: $(STAMP)  ## the suite, with every example submission through the real nbgrader pipeline (slow)
 	COURSE_PIPELINE_EXAMPLES=all $(PY) -m pytest
 
@@ -30,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check course_utils autograde tests bench
 
 release: $(STAMP)  ## regenerate assignments/ from solutions/ with nbgrader, then the example submissions
-	$(PY) -m autograde.release
+	$(PY) -m autograde.release $(if $(COURSE_UTILS_SPEC),--utils-spec '$(COURSE_UTILS_SPEC)')
 	$(PY) -m autograde.examples
 
 # Settings left empty take the defaults of autograde/settings.py (python -m autograde grade --help lists them).
@@ -48,10 +51,12 @@ gradescope: $(STAMP)  ## build the Gradescope autograder package outputs/autogra
 bundle: $(STAMP)  ## export what students receive to outputs/student-bundle.zip
 	$(PY) -m autograde student-bundle --out outputs/student-bundle.zip
 
-bench: $(STAMP)  ## the benchmarks: data loader, ViT step time, grader throughput
+bench: $(STAMP)  ## the CPU benchmarks: data loader, ViT step time, grader throughput, notebook times
 	$(PY) -m bench.loader
 	$(PY) -m bench.vit
 	$(PY) -m bench.grading
+	$(PY) -m bench.notebooks
+	$(PY) -m bench.local_attention --device cpu
 
 clean:
 	rm -rf outputs course .pytest_cache

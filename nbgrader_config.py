@@ -27,5 +27,11 @@ c.Execute.timeout = 600
 c.IgnorePattern.pattern = r"(Warning|warnings\.warn|it/s\]|s/it\])"
 c.IgnorePattern.enabled = True
 
+# The Validate button (and `nbgrader validate`) runs the notebook and reports every cell that raises or writes to
+# stderr: the visible checks. By default nbgrader looks only at grade cells, and in the release those hold no
+# tests (the hidden tests are stripped), so a notebook whose code fails every check would "pass all the tests".
+# The button reads this file from the folder JupyterLab was started in (the repository root, as the README says).
+c.Validator.validate_all = True
+
 # Feedback shows each test's report but not the hidden test source (nbgrader includes it by default).
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from autograde import course, notebooks
+from course_utils.colab import DRIVE_FOLDER_NAME
 
 REPO = course.REPO
 MARKERS = (
@@ -53,13 +54,21 @@ On your machine (Python 3.10 or newer), from this folder:
 
     python -m venv .venv && source .venv/bin/activate
     pip install torch torchvision        # see pytorch.org for a CUDA build
-    pip install . jupyterlab
+    pip install . jupyterlab ipywidgets
     jupyter lab
 
-On Google Colab, upload a notebook and run its first cell: it installs `course_utils` itself.
+On Google Colab (with or without a GPU):
 
-CIFAR-10 is downloaded on first use. Set `COURSE_FAST=1` to run a notebook end to end in a few minutes on a
-CPU (trainings are cut short, so the accuracies mean little); leave it unset for the real runs.
+1. upload this whole folder, named `{drive_folder}`, to the top of your Google Drive ("My Drive");
+2. open a notebook from it (in Drive: right-click, *Open with → Google Colaboratory*);
+3. for speed choose *Runtime → Change runtime type → GPU*, then run the first code cell. It asks to connect
+   to your Google Drive, installs `course_utils` from this folder, and keeps the data and everything the
+   notebook saves (checkpoints, training states) in `{drive_folder}/<notebook>/`, so a disconnected runtime
+   loses neither.
+
+CIFAR-10 is downloaded on first use (into `./data`, or `$COURSE_DATA`; about 170 MB). Set `COURSE_FAST=1` to run
+a notebook end to end in a minute or two on a CPU (trainings are cut short, so the accuracies mean little); leave
+it unset for the real runs. Each training cell states how long it takes on a 2-core CPU and on a GPU.
 
 ## Submitting
 
@@ -88,7 +97,9 @@ def bundle_files(repo: Path = REPO) -> dict[str, bytes]:
         if "__pycache__" not in path.parts:
             files[path.relative_to(repo).as_posix()] = path.read_bytes()
     files["pyproject.toml"] = STUDENT_PYPROJECT.encode()
-    files["README.md"] = STUDENT_README.format(assignments=", ".join(f.name for f in folders)).encode()
+    files["README.md"] = STUDENT_README.format(
+        assignments=", ".join(f.name for f in folders), drive_folder=DRIVE_FOLDER_NAME
+    ).encode()
     return files
 
 
@@ -205,8 +216,8 @@ def build_bundle(out: Path, repo: Path = REPO) -> Path:
     if out.suffix == ".zip":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in files.items():
-                archive.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), data)
+            for name, data in files.items():  # unzipped, it is the folder students upload to Google Drive
+                archive.writestr(zipfile.ZipInfo(f"{DRIVE_FOLDER_NAME}/{name}", date_time=(2026, 1, 1, 0, 0, 0)), data)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(buf.getvalue())
         return out

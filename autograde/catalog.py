@@ -42,7 +42,12 @@ class _RecordingStudent:
         self._ask(name)
 
     def describe(
-        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+        self,
+        target: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        attrs: tuple[str, ...] = (),
+        substitutes: dict[str, str] | None = None,
     ) -> ModuleInfo:
         self._ask(target)
 

@@ -9,7 +9,7 @@ the student's value differs from the reference.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -63,6 +63,86 @@ def student_call(student: Student, call: Call) -> CallResult:
         if "cuda" in str(exc).lower():
             raise StudentError(f"{exc}\n{CUDA_HINT}", exc.kind, exc.exc_type) from None
         raise
+
+
+# Failures that the earlier parts' stand-ins cannot cure. Any other (an error, a timeout, a crash or a forbidden
+# call inside an earlier part) is retried with the stand-ins, so it costs points only in the part where it is made.
+_NOT_WORTH_A_RETRY = frozenset({Kind.BUDGET, Kind.GRADER_ERROR, Kind.UNREADABLE, Kind.MISSING_FILE})
+
+
+def own_or_stand_ins(
+    student: Student, call: Call, stand_in_sources: dict[str, str], check: Callable[[CallResult, bool], None]
+) -> bool:
+    """Grade a part built on earlier parts so that an earlier part's mistake is charged to that part only.
+
+    ``check(result, with_stand_ins)`` compares a result with the reference (built with the same stand-ins when
+    ``with_stand_ins``) and raises when they differ. The student's composition is checked first with their own
+    earlier parts; when that fails, it is checked again with the earlier parts replaced by the grader's
+    stand-ins (``stand_in_sources``: name -> source). Returns True when the student's own parts were used.
+    A composition that is wrong with the stand-ins too fails with the message of that check.
+    """
+    own_result = None
+    try:
+        own_result = student_call(student, call)
+        check(own_result, False)
+        return True
+    except (AssertionError, StudentError) as exc:
+        if isinstance(exc, StudentError) and exc.kind in _NOT_WORTH_A_RETRY:
+            raise
+        own_failure = exc
+    try:
+        result = student_call(student, replace(call, substitutes=stand_in_sources))
+    except StudentError:
+        raise own_failure from None
+    if own_result is not None and _same_outputs(own_result, result):
+        raise own_failure  # the stand-ins were not used (e.g. the earlier part is inlined): the first message holds
+    check(result, True)
+    return False
+
+
+def _same_outputs(a: CallResult, b: CallResult) -> bool:
+    """True when two results carry the same output tensors (compared exactly)."""
+    if len(a.outputs) != len(b.outputs):
+        return False
+    for x, y in zip(a.outputs, b.outputs, strict=True):
+        xs, ys = (x if isinstance(x, tuple) else (x,)), (y if isinstance(y, tuple) else (y,))
+        if len(xs) != len(ys):
+            return False
+        for u, v in zip(xs, ys, strict=True):
+            if isinstance(u, torch.Tensor) and isinstance(v, torch.Tensor):
+                if u.shape != v.shape or u.dtype != v.dtype or not torch.equal(u, v):
+                    return False
+            elif u is not v and u != v:
+                return False
+    return True
+
+
+def blame_earlier_part(
+    student: Student,
+    call: Call,
+    check: Callable[[CallResult, bool], None],
+    suspects: Sequence[tuple[str, Callable[[], None]]],
+    what: str,
+) -> None:
+    """A diagnostic (no points): ``what`` built from the student's own earlier parts. When it differs from the
+    reference because an earlier part fails its own check (``suspects``: (name, check), tried in order), say
+    which; a part's mistake is charged to that part, this only says where to look. When the earlier parts are
+    right, the part's own (pointed) checks report the difference and this passes."""
+    try:
+        check(student_call(student, call), False)
+        return
+    except (AssertionError, StudentError) as exc:
+        own = exc
+    for name, suspect in suspects:
+        try:
+            suspect()
+        except (AssertionError, StudentError):
+            raise AssertionError(
+                f"{what} differs from the reference with your own {name}, which has a mistake of its own (see the "
+                f"checks of {name}). This costs no points here: this part is graded with the grader's stand-in "
+                f"for {name}."
+            ) from None
+    del own  # the earlier parts are right: the part's own checks report the difference
 
 
 def assert_gradients_match(

@@ -26,6 +26,11 @@ SOLUTIONS = REPO / "solutions"
 RELEASE = REPO / "assignments"
 ASSIGNMENTS_DIR = PACKAGE_DIR / "assignments"
 
+# Where Colab students' set-up cells pip-install course_utils from (e.g. "git+https://github.com/<org>/<repo>"),
+# written into the release by `make release`; None: from the student bundle in their Google Drive instead.
+# `make release COURSE_UTILS_SPEC=...` overrides it for one release.
+COURSE_UTILS_SPEC: str | None = None
+
 
 @dataclass(frozen=True)
 class ExtraFile:
@@ -95,6 +100,7 @@ ASSIGNMENTS: tuple[Assignment, ...] = (
         extra_files=(ExtraFile("vit_checkpoint.pt", part="checkpoint", max_mb=200, seconds=900.0),),
         multiple_choice=("q_cost",),
     ),
+    Assignment("05_local_attention", "Local self-attention and attention that fits in memory", "local_attention"),
 )
 
 

@@ -43,8 +43,15 @@ def train_vanilla_cnn(out: Path, epochs: int, iterations: int) -> None:
     images, labels = next(iter(loaders.test))
     show_images(images[:32], labels[:32], loaders.classes).savefig(out / "images.png", dpi=120)
     model = vanilla_cnn()
-    history = train(model, optim.Adam(model.parameters(), lr=1e-3), loaders.train, loaders.val,
-                    epochs=epochs, print_every=50, max_iters_per_epoch=iterations)
+    history = train(
+        model,
+        optim.Adam(model.parameters(), lr=1e-3),
+        loaders.train,
+        loaders.val,
+        epochs=epochs,
+        print_every=50,
+        max_iters_per_epoch=iterations,
+    )
     val, test = check_accuracy(loaders.val, model), check_accuracy(loaders.test, model)
     plot_history(history).savefig(out / "training_curves.png", dpi=120)
     print(f"\nvanilla CNN on the offline data set: validation {val:.1f}%, test {test:.1f}% (chance 10%)")
@@ -90,8 +97,7 @@ def grade_class_in_isolation(out: Path) -> None:
         for example in ex.examples(assignment):
             shutil.copy(ex.example_path(assignment, example.name), folder / f"{assignment}-{example.name}.ipynb")
     print(f"isolated grader: {len(list(folder.iterdir()))} submissions in {folder}", flush=True)
-    subprocess.run([sys.executable, "-m", "autograde", "grade", str(folder), "--out", str(out / "grading")],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "autograde", "grade", str(folder), "--out", str(out / "grading")], check=True)
 
 
 def main() -> None:

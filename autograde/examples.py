@@ -9,6 +9,7 @@ that they are in sync with the notebooks and that both graders give each its exp
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def write_examples(assignment: str, folder: Path | None = None) -> list[Path]:
 
 
 def main() -> None:
-    for assignment in course.ids():
+    parser = argparse.ArgumentParser(description="Rewrite the example submissions from the release and examples.py.")
+    parser.add_argument("assignments", nargs="*", choices=[[], *course.ids()], help="default: every assignment")
+    for assignment in parser.parse_args().assignments or course.ids():
         for path in write_examples(assignment):
             print(f"wrote {path.relative_to(course.REPO)}")
 

@@ -25,7 +25,11 @@ def nbgrader(course: Path, *args: str, timeout: float = 3600) -> subprocess.Comp
     # nbgrader runs `alembic` for its gradebook: find it in this interpreter's environment even when not activated
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     if proc.returncode != 0:
@@ -37,8 +41,9 @@ def make_course(course: Path) -> Path:
     """A fresh nbgrader course directory with this course's config and source notebooks."""
     (course / "course").mkdir(parents=True, exist_ok=True)  # holds the gradebook and submissions
     shutil.copy(CONFIG, course / "nbgrader_config.py")
-    shutil.copytree(SOLUTIONS, course / "solutions", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copytree(
+        SOLUTIONS, course / "solutions", dirs_exist_ok=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints")
+    )
     return course
 
 

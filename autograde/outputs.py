@@ -10,6 +10,7 @@ escaped in HTML, and marked ``text`` for Gradescope, so it cannot pose as a head
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import re
@@ -26,6 +27,31 @@ HIDDEN_CHOICE = "the result of this multiple-choice question is shown after the 
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+def _points(x: float) -> str:
+    """``1 point``, ``2 points``, ``0.5 points``."""
+    return f"{x:g} point{'' if x == 1 else 's'}"
+
+
+# An absolute path (two or more components) that is not part of a URL or of a word such as ``h/p``.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.)\]}/:~])/(?:[^\s/'\"`:,;()<>]+/)+([^\s/'\"`:,;()<>]*)")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every absolute path shortened to its last component (``.../name``), so that no message
+    shows where the grading machine keeps the grader, the submissions or its scratch folders."""
+    return _ABSOLUTE_PATH.sub(lambda m: f".../{m.group(1)}" if m.group(1) else "...", text)
+
+
+def _public(result: SubmissionResult) -> SubmissionResult:
+    """The result as students may see it: every message, problem and error passed through ``public_text``."""
+    return dataclasses.replace(
+        result,
+        outcomes=[dataclasses.replace(o, message=public_text(o.message)) for o in result.outcomes],
+        problems=[public_text(p) for p in result.problems],
+        error=public_text(result.error),
+    )
 
 
 def _hidden(result: SubmissionResult, outcome: TestOutcome, hide_choices: bool) -> bool:
@@ -65,7 +91,7 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
                     *(_fmt(scores[p][0]) if p in scores else "" for p in parts),
                     _fmt(r.earned),
                     _fmt(r.possible),
-                    r.error,
+                    public_text(r.error),
                 ]
             )
     return path
@@ -73,6 +99,7 @@ def write_grades_csv(results: list[SubmissionResult], path: Path) -> Path:
 
 def gradescope_results(result: SubmissionResult, hide_choices: bool = False) -> dict:
     """The submission in Gradescope's ``results.json`` format (one entry per grader test)."""
+    result = _public(result)
     tests = []
     for o in result.outcomes:
         hidden = _hidden(result, o, hide_choices)
@@ -116,6 +143,7 @@ def _md_escape(text: str) -> str:
 
 
 def feedback_markdown(result: SubmissionResult, hide_choices: bool = False) -> str:
+    result = _public(result)
     lines = [
         f"# Feedback on {result.assignment}: {_md_escape(result.student)}",
         "",
@@ -135,7 +163,7 @@ def feedback_markdown(result: SubmissionResult, hide_choices: bool = False) -> s
         lines += [f"## {part}: " + ("(after the deadline)" if hidden else f"{_fmt(earned)} / {_fmt(possible)}"), ""]
         for o in outcomes:
             if hidden:
-                lines.append(f"- {o.description} ({_fmt(o.points)} points): {HIDDEN_CHOICE}")
+                lines.append(f"- {o.description} ({_points(o.points)}): {HIDDEN_CHOICE}")
                 continue
             mark = "PASS" if o.passed else "FAIL"
             lines.append(f"- **{mark}** {o.description} ({_fmt(o.earned)}/{_fmt(o.points)})")
@@ -152,6 +180,7 @@ _CSS = (
 
 
 def feedback_html(result: SubmissionResult, hide_choices: bool = False) -> str:
+    result = _public(result)
     e = html.escape
     body = [
         f"<h1>Feedback on {e(result.assignment)}: {e(result.student)}</h1>",
@@ -171,7 +200,7 @@ def feedback_html(result: SubmissionResult, hide_choices: bool = False) -> str:
         )
         for o in outcomes:
             if hidden:
-                body.append(f"<li>{e(o.description)} ({_fmt(o.points)} points): {e(HIDDEN_CHOICE)}</li>")
+                body.append(f"<li>{e(o.description)} ({_points(o.points)}): {e(HIDDEN_CHOICE)}</li>")
                 continue
             ok = o.passed
             body.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import course, notebooks
+from autograde import course, notebooks, setup_cell
 from autograde.harness import part_points
 from autograde.nbgrader_course import generate_release, make_course
 
@@ -81,6 +82,10 @@ def synced_source(assignment: str, digest: str | None = None) -> nbformat.Notebo
         raise ValueError(
             f"{assignment}: parts graded without a hidden cell: {missing}; hidden cells without graders: {extra}"
         )
+    setup = [c for c in nb.cells if notebooks.meta(c).get("grade_id") == "setup"]
+    if len(setup) != 1:
+        raise ValueError(f"{assignment}: needs exactly one cell with grade_id 'setup' (the Colab bootstrap)")
+    setup[0].source = setup_cell.with_bootstrap(notebooks.source(setup[0]), assignment)
     for cell, part in zip(hidden, parts, strict=True):
         comment = notebooks.source(cell).splitlines()[0] if notebooks.source(cell).startswith("#") else ""
         cell.source = hidden_cell(
@@ -91,7 +96,8 @@ def synced_source(assignment: str, digest: str | None = None) -> nbformat.Notebo
 
 
 def sync_hidden_cells(assignments: list[str]) -> list[Path]:
-    """Rewrite the hidden cells of ``solutions/`` from the graders; the paths of the notebooks that changed."""
+    """Rewrite the hidden cells of ``solutions/`` from the graders, and the Colab bootstrap of the setup cells;
+    the paths of the notebooks that changed."""
     changed = []
     digest = grader_digest()
     for assignment in assignments:
@@ -103,8 +109,9 @@ def sync_hidden_cells(assignments: list[str]) -> list[Path]:
     return changed
 
 
-def build_release(out: Path, assignments: list[str] | None = None) -> list[Path]:
-    """Generate the release of ``assignments`` (all by default) into ``out/<assignment>/``."""
+def build_release(out: Path, assignments: list[str] | None = None, spec: str | None = None) -> list[Path]:
+    """Generate the release of ``assignments`` (all by default) into ``out/<assignment>/``; with ``spec`` (a pip
+    address of ``course_utils``) the Colab bootstrap of the release installs from there."""
     assignments = assignments or course.ids()
     with tempfile.TemporaryDirectory(prefix="release-") as scratch:
         nbgrader_course = make_course(Path(scratch))
@@ -114,19 +121,38 @@ def build_release(out: Path, assignments: list[str] | None = None) -> list[Path]
             target = out / assignment
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(nbgrader_course / "assignments" / assignment, target)
+            if spec:
+                _set_spec(target / f"{assignment}.ipynb", assignment, spec)
             written.append(target)
     return written
+
+
+def _set_spec(path: Path, assignment: str, spec: str) -> None:
+    """Write ``spec`` into the bootstrap of a released notebook."""
+    nb = notebooks.read(path)
+    for cell in nb.cells:
+        if notebooks.meta(cell).get("grade_id") == "setup":
+            cell.source = setup_cell.with_bootstrap(notebooks.source(cell), assignment, spec)
+    nbformat.write(nb, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("assignments", nargs="*", choices=[[], *course.ids()], help="default: every assignment")
+    parser.add_argument(
+        "--utils-spec",
+        default=os.environ.get("COURSE_UTILS_SPEC") or course.COURSE_UTILS_SPEC,
+        help="pip address of course_utils for Colab (default: $COURSE_UTILS_SPEC, else course.COURSE_UTILS_SPEC; "
+        "without one, Colab students install it from the student bundle in their Google Drive)",
+    )
     args = parser.parse_args()
     chosen = args.assignments or course.ids()
     for path in sync_hidden_cells(chosen):
-        print(f"updated the hidden cells of {path.relative_to(course.REPO)}")
-    for path in build_release(course.RELEASE, chosen):
+        print(f"updated the hidden and set-up cells of {path.relative_to(course.REPO)}")
+    for path in build_release(course.RELEASE, chosen, spec=args.utils_spec or None):
         print(f"released {path.relative_to(course.REPO)}")
+    where = args.utils_spec or f"the student bundle in My Drive/{setup_cell.DRIVE_FOLDER_NAME}"
+    print(f"on Colab, the release installs course_utils from {where}")
 
 
 if __name__ == "__main__":

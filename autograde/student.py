@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -64,8 +64,11 @@ class Call:
         result carries the gradients of the floating-point inputs and of every parameter.
     train: module mode during the forward pass; seed: ``torch.manual_seed`` right before it.
     repeat: how many forward passes (dropout statistics); every output is returned.
-    attrs: module attributes read after the forward pass (tensors or plain values).
+    attrs: module attributes read after the forward pass (tensors or plain values; dotted paths reach into
+        submodules, e.g. ``"positional_encoding.pe"``).
     forbidden: labels from :data:`FORBIDDEN_CALLS` whose use during the call is recorded.
+    substitutes: name -> source code defining an object of that name (the grader's stand-in for an earlier
+        part, e.g. ``Attention``); during the call the student's global of that name is the stand-in.
     """
 
     target: str
@@ -82,6 +85,7 @@ class Call:
     repeat: int = 1
     attrs: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
+    substitutes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +124,12 @@ class Student(Protocol):
     def value(self, name: str) -> Any: ...
 
     def describe(
-        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+        self,
+        target: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        attrs: tuple[str, ...] = (),
+        substitutes: dict[str, str] | None = None,
     ) -> ModuleInfo: ...
 
     def call(self, call: Call) -> CallResult: ...
@@ -221,6 +230,40 @@ def memory_limit(megabytes: int | None) -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+def attribute(obj: Any, path: str) -> Any:
+    """``obj.a.b`` for the path ``"a.b"``; None when any step is missing."""
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+    return obj
+
+
+# ------------------------------------------------------------------------------------------- stand-ins
+def stand_ins(sources: Mapping[str, str]) -> dict[str, Any]:
+    """The objects that the grader's stand-in ``sources`` define (each source defines the object of its key)."""
+    objects = {}
+    for name, source in sources.items():
+        scope: dict[str, Any] = {"__name__": "grader_stand_in"}
+        exec(compile(source, f"<stand-in {name}>", "exec"), scope)
+        objects[name] = scope[name]
+    return objects
+
+
+@contextmanager
+def substituted(namespace: MutableMapping[str, Any], objects: Mapping[str, Any]) -> Iterator[None]:
+    """Within the block, ``namespace`` (a module's or a notebook's globals) holds ``objects`` under their names."""
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in objects}
+    namespace.update(objects)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
 # ---------------------------------------------------------------------------------------- forbidden calls
 def _torch_name(func: Any) -> str:
     """``scaled_dot_product_attention`` for F.scaled_dot_product_attention, torch.ops.aten....default, ..."""
@@ -294,8 +337,16 @@ class InProcessStudent:
         return built
 
     def describe(
-        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+        self,
+        target: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        attrs: tuple[str, ...] = (),
+        substitutes: dict[str, str] | None = None,
     ) -> ModuleInfo:
+        if substitutes:
+            with substituted(self.namespace, stand_ins(substitutes)):
+                return self.describe(target, args, kwargs, attrs)
         module = self._build(target, args, kwargs or {})
         if not isinstance(module, nn.Module):
             raise StudentError(
@@ -307,11 +358,17 @@ class InProcessStudent:
             parameters={n: tuple(p.shape) for n, p in module.named_parameters()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers()},
             num_parameters=sum(p.numel() for p in module.parameters()),
-            attrs={a: plain(getattr(module, a, None)) for a in attrs},
+            attrs={a: plain(attribute(module, a)) for a in attrs},
             text=repr(module),
         )
 
     def call(self, call: Call) -> CallResult:
+        if not call.substitutes:
+            return self._call(call)
+        with substituted(self.namespace, stand_ins(call.substitutes)):
+            return self._call(call)
+
+    def _call(self, call: Call) -> CallResult:
         fn = self._build(call.target, call.args, call.kwargs) if call.build else self._get(call.target)
         if call.dtype is not None and isinstance(fn, nn.Module):
             fn = fn.to(call.dtype)
@@ -353,7 +410,7 @@ class InProcessStudent:
             raise error_from(exc, f"calling your {call.target} raised") from None
         result.forbidden_used = sorted(recorder.used)
         if isinstance(fn, nn.Module):
-            result.attrs = {a: plain(getattr(fn, a, None)) for a in call.attrs}
+            result.attrs = {a: plain(attribute(fn, a)) for a in call.attrs}
         return result
 
     @staticmethod

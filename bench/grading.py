@@ -29,6 +29,8 @@ from autograde.examples import example_path, examples
 from autograde.nbgrader_course import autograde, cell_scores, generate_release, make_course, submit
 
 A = "01_self_attention_cnn"
+
+
 def write_class(folder: Path, count: int) -> list[Path]:
     """``count`` notebooks ``student_000.ipynb``..., cycling through the example submissions."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -98,10 +100,7 @@ def main() -> None:
         nb_seconds, nbg = with_nbgrader(notebooks[:n], scratch)
     iso_each, nb_each = iso_seconds / args.count, nb_seconds / n
     same = sum(iso[s] == nbg.get(s) for s in nbg)
-    print(
-        f"cpu cores: {os.cpu_count()}, load average at the start: {load:.2f}, "
-        f"at the end: {os.getloadavg()[0]:.2f}"
-    )
+    print(f"cpu cores: {os.cpu_count()}, load average at the start: {load:.2f}, at the end: {os.getloadavg()[0]:.2f}")
     print(
         f"isolated grader, --jobs {args.jobs}: {args.count} submissions in {iso_seconds:.1f} s "
         f"({iso_each:.2f} s per submission, command start included)"

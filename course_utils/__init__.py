@@ -15,6 +15,7 @@ from course_utils.cifar import (
     load_cifar10,
     resolve_data_root,
 )
+from course_utils.colab import offer_download, on_colab
 from course_utils.gradcheck import (
     GradReport,
     check_module_gradients,
@@ -23,6 +24,8 @@ from course_utils.gradcheck import (
     rel_error,
 )
 from course_utils.loaders import Loaders, TensorLoader, denormalize, get_loaders, torchvision_loaders
+from course_utils.measure import count_multiply_adds, peak_memory, time_call
+from course_utils.recipes import Recipe, compare_recipes, make_optimizers, train_with_recipe
 from course_utils.runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
 from course_utils.synthetic import make_synthetic_cifar
 from course_utils.training import (
@@ -45,11 +48,53 @@ from course_utils.viz import (
 )
 
 __all__ = [
-    "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "FAST_CAPS", "NUM_TRAIN", "NUM_VAL",
-    "DataUnavailableError", "Flatten", "GradReport", "History", "ImageSet", "Loaders", "SeedResults", "TensorLoader",
-    "check_accuracy", "check_module_gradients", "compare_over_seeds", "count_parameters", "denormalize",
-    "eval_numerical_gradient", "eval_numerical_gradient_array", "flatten", "get_device", "get_loaders",
-    "is_fast_mode", "load_checkpoint", "load_cifar10", "make_synthetic_cifar", "overfit_batch", "plot_attention_map",
-    "plot_heatmap", "plot_history", "plot_seed_comparison", "rel_error", "resolve_data_root", "save_checkpoint",
-    "set_seed", "show_images", "torchvision_loaders", "train",
+    "CIFAR10_CLASSES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "FAST_CAPS",
+    "NUM_TRAIN",
+    "NUM_VAL",
+    "DataUnavailableError",
+    "Flatten",
+    "GradReport",
+    "History",
+    "ImageSet",
+    "Loaders",
+    "Recipe",
+    "SeedResults",
+    "TensorLoader",
+    "compare_recipes",
+    "make_optimizers",
+    "train_with_recipe",
+    "check_accuracy",
+    "check_module_gradients",
+    "compare_over_seeds",
+    "count_multiply_adds",
+    "count_parameters",
+    "denormalize",
+    "eval_numerical_gradient",
+    "eval_numerical_gradient_array",
+    "flatten",
+    "get_device",
+    "get_loaders",
+    "is_fast_mode",
+    "load_checkpoint",
+    "offer_download",
+    "on_colab",
+    "load_cifar10",
+    "make_synthetic_cifar",
+    "overfit_batch",
+    "peak_memory",
+    "plot_attention_map",
+    "plot_heatmap",
+    "plot_history",
+    "plot_seed_comparison",
+    "rel_error",
+    "resolve_data_root",
+    "save_checkpoint",
+    "set_seed",
+    "show_images",
+    "time_call",
+    "torchvision_loaders",
+    "train",
 ]

@@ -126,12 +126,12 @@ def _download(base: Path) -> None:
 def _missing_message(base: Path, download: bool) -> str:
     tried = " and ".join(str(folder.resolve()) for folder in _candidates(base))
     fixes = [
-        f"pass root= the folder that contains {BATCH_FOLDER}/",
-        "or set the environment variable COURSE_DATA to that folder",
+        "connect to a network and run again (CIFAR-10 is then downloaded there, about 170 MB)"
+        if download
+        else "pass download=True to download it there (needs a network, about 170 MB)",
+        f"or set the environment variable COURSE_DATA to a folder that contains {BATCH_FOLDER}/ (or pass root=)",
+        "or set COURSE_DATASET=synthetic to use the offline synthetic data set (accuracies not comparable)",
     ]
-    if not download:
-        fixes.append("or pass download=True (needs internet)")
-    fixes.append("or set COURSE_DATASET=synthetic to use the offline synthetic data set")
     return (
         f"CIFAR-10 not found: looked for {TRAIN_FILES[0]} in {tried} "
         "(root comes from the argument, then $COURSE_DATA, then ./data).\nTo fix: " + "; ".join(fixes) + "."

@@ -101,9 +101,7 @@ class GradReport:
         return "\n".join(lines)
 
 
-def _sample_indices(
-    shape: Sequence[int], max_elems: int, generator: torch.Generator
-) -> list[tuple[int, ...]]:
+def _sample_indices(shape: Sequence[int], max_elems: int, generator: torch.Generator) -> list[tuple[int, ...]]:
     """All indices of ``shape`` when there are at most ``max_elems``, else a random ``max_elems`` of them."""
     numel = math.prod(shape)
     if numel <= max_elems:
@@ -144,9 +142,7 @@ def check_module_gradients(
     ]
     inputs_to_check = [(f"input[{i}]", x) for i, x in enumerate(args) if isinstance(x, torch.Tensor)]
     params_to_check = list(module.named_parameters())
-    checked = [
-        (name, t) for name, t in inputs_to_check + params_to_check if t.requires_grad and t.numel() > 0
-    ]
+    checked = [(name, t) for name, t in inputs_to_check + params_to_check if t.requires_grad and t.numel() > 0]
     if not checked:
         raise ValueError("Nothing to check: the module has no trainable parameters and no float inputs.")
 

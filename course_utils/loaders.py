@@ -179,7 +179,7 @@ def get_loaders(
     device: torch.device | str | None = None,
     augment: bool = False,
     seed: int = 0,
-    download: bool = False,
+    download: bool | None = None,
 ) -> Loaders:
     """Train, validation and test ``TensorLoader``s, the data resident on ``device``.
 
@@ -233,7 +233,7 @@ def torchvision_loaders(
     """
     import torchvision.transforms as T  # only needed here; importing torchvision costs more than a second
 
-    data = _load(dataset, root, download=False)
+    data = _load(dataset, root, download=None)
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = _split(data)
     batch_size = _batch_size(batch_size)
     plain = T.Compose([T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
@@ -255,16 +255,18 @@ def denormalize(
 ) -> torch.Tensor:
     """Undo the normalization of ``(C, H, W)`` or ``(N, C, H, W)`` images, clamped to [0, 1] for plotting."""
     if x.dim() not in (3, 4) or x.shape[-3] != len(mean):
-        raise ValueError(
-            f"denormalize expects (C, H, W) or (N, C, H, W) with C = {len(mean)}, got {tuple(x.shape)}."
-        )
+        raise ValueError(f"denormalize expects (C, H, W) or (N, C, H, W) with C = {len(mean)}, got {tuple(x.shape)}.")
     mean_ = torch.tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     std_ = torch.tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
     return (x * std_ + mean_).clamp(0.0, 1.0)
 
 
-def _load(dataset: str | None, root: str | os.PathLike | None, download: bool) -> ImageSet:
+def _load(dataset: str | None, root: str | os.PathLike | None, download: bool | None) -> ImageSet:
+    """The data set by name; CIFAR-10 is downloaded when missing if ``download`` is True, or when it is None
+    (the default) outside fast mode: fast mode falls back to the synthetic set instead."""
     name = dataset or os.environ.get("COURSE_DATASET", "").strip().lower() or None
+    if download is None:
+        download = not is_fast_mode()
     if name not in (None, *DATASETS):
         raise ValueError(f"Unknown dataset {name!r}: choose one of {DATASETS} (argument or $COURSE_DATASET).")
     if name == "synthetic":
@@ -304,8 +306,9 @@ def _batch_size(batch_size: int) -> int:
     """``batch_size``, capped at ``FAST_CAPS.batch_size`` in fast mode."""
     if not is_fast_mode() or batch_size <= FAST_CAPS.batch_size:
         return batch_size
-    _notice_once(f"Notice: fast mode uses batches of {FAST_CAPS.batch_size} (set COURSE_FAST=0 for batches of "
-                 f"{batch_size}).")
+    _notice_once(
+        f"Notice: fast mode uses batches of {FAST_CAPS.batch_size} (set COURSE_FAST=0 for batches of {batch_size})."
+    )
     return FAST_CAPS.batch_size
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import itertools
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import resume
 from .runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
 
 
@@ -132,6 +134,13 @@ def _fast_caps(epochs: int, max_iters: int | None, verbose: bool) -> tuple[int, 
     return epochs, max_iters
 
 
+def planned_schedule(batches: int, epochs: int, max_iters_per_epoch: int | None = None) -> int:
+    """The number of optimizer steps ``train`` will take on a loader of ``batches`` batches (fast mode
+    included), so that a learning-rate schedule can span exactly the run."""
+    epochs, max_iters = _fast_caps(epochs, max_iters_per_epoch, verbose=False)
+    return epochs * (batches if max_iters is None else min(batches, max_iters))
+
+
 def _training_device(model: nn.Module, loader: Iterable, device: torch.device | str | None) -> torch.device:
     """``device`` if given, else the device the loader declares (``loader.device``), else the model's.
 
@@ -175,6 +184,15 @@ def _update(
     scaler.update()
 
 
+def autocast_dtype(device: torch.device | str) -> torch.dtype:
+    """The mixed-precision type for ``device``: bf16 on GPUs of compute capability 8.0 or newer (native
+    bf16), fp16 (trained with a GradScaler) below, such as Colab's T4, where bf16 is only emulated and slow."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.bfloat16
+    return torch.float16
+
+
 def _as_tuple(value: Any) -> tuple:
     """``value`` itself as a 1-tuple, a list or tuple of values as a tuple, ``None`` as ``()``."""
     if value is None:
@@ -193,10 +211,13 @@ def train(
     device: torch.device | str | None = None,
     scheduler: Any | Sequence[Any] = None,
     clip_grad_norm: float | None = None,
+    label_smoothing: float = 0.0,
     amp: bool = True,
+    amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     max_iters_per_epoch: int | None = None,
     verbose: bool = True,
+    resume_from: str | os.PathLike | None = None,
 ) -> History:
     """Train ``model`` with cross-entropy on batches ``(x (N, C, H, W), y (N,))`` of ``loader_train``.
 
@@ -205,8 +226,11 @@ def train(
     do together); every one steps on every batch, then every ``scheduler`` (one, a list, or ``None``)
     steps; ``history.lr`` follows the first optimizer's first group. ``device`` defaults to the one
     ``loader_train`` declares (``.device``), else the model's; the model moves there. On CUDA, ``amp``
-    trains under autocast (bf16 when supported, else fp16 with a GradScaler) and ``channels_last``
-    switches the memory format; on the CPU both are no-ops.
+    trains under autocast (``amp_dtype``, default :func:`autocast_dtype`) and ``channels_last`` switches the
+    memory format; on the CPU both are no-ops. ``label_smoothing`` goes to the cross-entropy
+    (``F.cross_entropy(..., label_smoothing=...)``). With ``resume_from`` (a file path) the whole state of
+    the run is saved there after every epoch, and a re-run of the same training continues from the last saved
+    epoch (see ``course_utils.resume``); fast mode neither reads nor writes it.
     """
     device = _training_device(model, loader_train, device)
     epochs, max_iters_per_epoch = _fast_caps(epochs, max_iters_per_epoch, verbose)
@@ -219,12 +243,26 @@ def train(
 
     on_cuda = device.type == "cuda"
     use_amp = amp and on_cuda
-    amp_dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = amp_dtype or autocast_dtype(device)
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
     memory_format = torch.channels_last if channels_last and on_cuda else torch.preserve_format
     model.to(device, memory_format=memory_format)
 
     history = History()
+    resume_path = None if resume_from is None or is_fast_mode() else resume_from
+    run = resume.Run(
+        model=model,
+        optimizers=optimizers,
+        schedulers=schedulers,
+        scaler=scaler,
+        history=history,
+        loader=loader_train,
+        identity=resume.fingerprint(model, optimizers, epochs, iters),
+    )
+    done = resume.restore_state(resume_path, run) if resume_path is not None else 0
+    if done and verbose:
+        print(f"Resumed from {resume_from}: {done} of {epochs} epochs were already done.")
+    earlier_seconds = history.seconds
     start = time.perf_counter()
     correct = seen = 0
 
@@ -240,13 +278,13 @@ def train(
             print()
 
     model.train()
-    with tqdm(total=epochs * iters, desc="train", disable=not verbose) as bar:
-        for epoch in range(epochs):
+    with tqdm(total=epochs * iters, initial=done * iters, desc="train", disable=not verbose) as bar:
+        for epoch in range(done, epochs):
             for t, (x, y) in enumerate(itertools.islice(loader_train, iters)):
                 x, y = _prepare_batch(x, y, device, memory_format)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     scores = model(x)
-                    loss = F.cross_entropy(scores, y)
+                    loss = F.cross_entropy(scores, y, label_smoothing=label_smoothing)
                 loss_value = loss.item()
                 if not math.isfinite(loss_value):
                     raise FloatingPointError(
@@ -266,10 +304,13 @@ def train(
                 if t % print_every == 0:
                     check(epoch, t, loss_value)
             history.epochs += 1
+            if resume_path is not None:
+                history.seconds = earlier_seconds + time.perf_counter() - start
+                resume.save_state(resume_path, run)
         if seen:
             check(history.epochs - 1, t, loss_value)
 
-    history.seconds = time.perf_counter() - start
+    history.seconds = earlier_seconds + time.perf_counter() - start
     history.best_val_acc = max((acc for _, acc in history.val_acc), default=math.nan)
     if verbose and history.val_acc:
         print(f"Best validation accuracy: {history.best_val_acc:.2f}")
@@ -314,44 +355,67 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-_SEED_TABLE_HEADER = ("rank", "model", "test accuracy per seed (%)", "mean ± std (%)")
+_SEED_TABLE_HEADER = ("rank", "model", "validation accuracy per seed (%)", "mean ± standard error (%)")
 
 
 def _html_row(tag: str, values: Iterable[object]) -> str:
     return "<tr>" + "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values) + "</tr>"
 
 
+def _mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
+    """``(mean, s / sqrt(n))`` with ``s`` the sample standard deviation; the error is NaN for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _format_mean_and_error(mean: float, error: float) -> str:
+    """``"61.20 ± 0.35"``, or ``"61.20 (one run)"`` when there is no error estimate."""
+    return f"{mean:.2f} (one run)" if math.isnan(error) else f"{mean:.2f} ± {error:.2f}"
+
+
 @dataclass
 class SeedResults:
-    """One row per training run: ``dict(model, seed, val_acc, test_acc, seconds)``, accuracies in percent."""
+    """One row per training run: ``dict(model, seed, val_acc, test_acc, seconds)``, accuracies in percent.
+
+    ``test_acc`` is NaN unless ``compare_over_seeds(..., measure_test=True)`` measured it. Summaries and the
+    ranking use the validation accuracy only: the test set is not for choosing between models.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, tuple[float, float]]:
-        """Test accuracy per model as ``(mean, std)``; std is the sample std (0 for a single run)."""
+        """Validation accuracy per model as ``(mean, standard error of the mean)`` over its runs.
+
+        The standard error is ``s / sqrt(n)``, with ``s`` the sample standard deviation of the ``n`` runs;
+        it is NaN for a single run, which gives no estimate of the spread.
+        """
         by_model: dict[str, list[float]] = {}
         for row in self.rows:
-            by_model.setdefault(row["model"], []).append(row["test_acc"])
-        return {
-            name: (statistics.fmean(accs), statistics.stdev(accs) if len(accs) > 1 else 0.0)
-            for name, accs in by_model.items()
-        }
+            by_model.setdefault(row["model"], []).append(row["val_acc"])
+        return {name: _mean_and_standard_error(accs) for name, accs in by_model.items()}
+
+    def ranking(self) -> list[str]:
+        """The model names, highest mean validation accuracy first (ties keep the order of the runs)."""
+        summary = self.summary()
+        return sorted(summary, key=lambda name: -summary[name][0])
 
     def _ranked(self) -> list[tuple[int, str, str, str]]:
-        """``(rank, model, per-seed accuracies, mean ± std)`` rows, best mean first."""
-        ranked = sorted(self.summary().items(), key=lambda item: -item[1][0])
+        """``(rank, model, per-seed validation accuracies, mean ± standard error)`` rows, best mean first."""
+        summary = self.summary()
         return [
             (
                 rank,
                 name,
-                ", ".join(f"{r['test_acc']:.2f}" for r in self.rows if r["model"] == name),
-                f"{mean:.2f} ± {std:.2f}",
+                ", ".join(f"{r['val_acc']:.2f}" for r in self.rows if r["model"] == name),
+                _format_mean_and_error(*summary[name]),
             )
-            for rank, (name, (mean, std)) in enumerate(ranked, start=1)
+            for rank, name in enumerate(self.ranking(), start=1)
         ]
 
     def to_markdown(self) -> str:
-        """A markdown table of the models ranked by mean test accuracy."""
+        """A markdown table of the models ranked by mean validation accuracy."""
         lines = ["| " + " | ".join(_SEED_TABLE_HEADER) + " |", "|---" * len(_SEED_TABLE_HEADER) + "|"]
         lines += ["| " + " | ".join(map(str, row)) + " |" for row in self._ranked()]
         return "\n".join(lines)
@@ -359,6 +423,32 @@ class SeedResults:
     def _repr_html_(self) -> str:
         body = "".join(_html_row("td", row) for row in self._ranked())
         return f"<table><thead>{_html_row('th', _SEED_TABLE_HEADER)}</thead><tbody>{body}</tbody></table>"
+
+
+def run_over_seeds(
+    names: Sequence[str], seeds: Sequence[int], run: Callable[[str, int], tuple[float, float, float]]
+) -> SeedResults:
+    """``run(name, seed) -> (val_acc, test_acc, seconds)`` for every name and seed, each after
+    ``set_seed(seed)``, with a progress bar and one printed line per run. Fast mode keeps the first
+    ``FAST_CAPS.seeds`` seeds, and says so."""
+    if is_fast_mode():
+        seeds = tuple(seeds)[: FAST_CAPS.seeds]
+        print(
+            f"Fast mode: {len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model, each run capped at "
+            f"{FAST_CAPS.epochs} epoch(s) of {FAST_CAPS.iterations_per_epoch} iterations (set COURSE_FAST=0 for the "
+            "full comparison)."
+        )
+    results = SeedResults()
+    with tqdm(total=len(names) * len(seeds), desc="runs") as bar:
+        for name in names:
+            for seed in seeds:
+                set_seed(seed)
+                val_acc, test_acc, seconds = run(name, seed)
+                results.rows.append(dict(model=name, seed=seed, val_acc=val_acc, test_acc=test_acc, seconds=seconds))
+                test = "" if math.isnan(test_acc) else f", test {test_acc:.2f}%"
+                tqdm.write(f"{name}, seed {seed}: validation {val_acc:.2f}%{test} ({seconds:.1f} s)")
+                bar.update()
+    return results
 
 
 def compare_over_seeds(
@@ -370,35 +460,27 @@ def compare_over_seeds(
     lr: float = 1e-3,
     device: torch.device | str | None = None,
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
+    measure_test: bool = False,
 ) -> SeedResults:
-    """Train every model of ``builders`` once per seed on ``loaders.train``; measure ``loaders.val`` and
-    ``loaders.test``. Optimizer: ``make_optimizer(model)``, else Adam with ``lr``. ``device`` defaults to
-    the training loader's device, else ``get_device()``. Fast mode keeps the first ``FAST_CAPS.seeds`` seeds.
+    """Train every model of ``builders`` once per seed on ``loaders.train`` and measure its accuracy on
+    ``loaders.val``; on ``loaders.test`` only with ``measure_test=True`` (else ``test_acc`` is NaN).
+
+    Optimizer: ``make_optimizer(model)``, else Adam with ``lr``. ``device`` defaults to the training
+    loader's device, else ``get_device()``. ``seconds`` is the time to train and validate one run. Fast mode
+    keeps the first ``FAST_CAPS.seeds`` seeds.
     """
     if device is None:
         device = getattr(loaders.train, "device", None)
         device = get_device() if device is None else device
-    if is_fast_mode():
-        seeds = tuple(seeds)[: FAST_CAPS.seeds]
-        print(
-            f"Fast mode: {len(seeds)} seeds per model, each run capped at {FAST_CAPS.epochs} epoch(s) of "
-            f"{FAST_CAPS.iterations_per_epoch} iterations (set COURSE_FAST=0 for the full comparison)."
-        )
-    results = SeedResults()
-    for name, build in builders.items():
-        for seed in seeds:
-            set_seed(seed)
-            model = build().to(device)
-            if make_optimizer is None:
-                optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-            else:
-                optimizer = make_optimizer(model)
-            start = time.perf_counter()
-            train(model, optimizer, loaders.train, epochs=epochs, device=device, verbose=False)
-            val_acc = check_accuracy(loaders.val, model, verbose=False)
-            test_acc = check_accuracy(loaders.test, model, verbose=False)
-            seconds = time.perf_counter() - start
-            row = dict(model=name, seed=seed, val_acc=val_acc, test_acc=test_acc, seconds=seconds)
-            results.rows.append(row)
-            print(f"{name}, seed {seed}: val {val_acc:.2f}%, test {test_acc:.2f}% ({seconds:.1f} s)")
-    return results
+
+    def run(name: str, seed: int) -> tuple[float, float, float]:
+        model = builders[name]().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr) if make_optimizer is None else make_optimizer(model)
+        start = time.perf_counter()
+        train(model, optimizer, loaders.train, epochs=epochs, device=device, verbose=False)
+        val_acc = check_accuracy(loaders.val, model, verbose=False)
+        seconds = time.perf_counter() - start
+        test_acc = check_accuracy(loaders.test, model, verbose=False) if measure_test else math.nan
+        return val_acc, test_acc, seconds
+
+    return run_over_seeds(list(builders), seeds, run)

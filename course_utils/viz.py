@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .loaders import denormalize
-from .training import History, SeedResults
+from .training import History, SeedResults, _format_mean_and_error
 
 
 def plot_history(history: History) -> Figure:
@@ -95,9 +95,7 @@ def plot_attention_map(
     ax_img.imshow(picture)
     ax_img.set_title(f"query at (row {row}, col {col})")
     ax_map.imshow(picture)
-    overlay = ax_map.imshow(
-        weights.numpy(), cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest"
-    )
+    overlay = ax_map.imshow(weights.numpy(), cmap="inferno", alpha=0.6, extent=extent, interpolation="nearest")
     ax_map.set_title("attention weights")
     fig.colorbar(overlay, ax=ax_map, fraction=0.046, pad=0.04)
     for ax in (ax_img, ax_map):
@@ -122,9 +120,7 @@ def plot_heatmap(
     """
     matrix = matrix.detach().cpu().float().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if matrix.ndim != 2:
-        raise ValueError(
-            f"Expected a 2-D matrix, got shape {matrix.shape}; select one head or one image first."
-        )
+        raise ValueError(f"Expected a 2-D matrix, got shape {matrix.shape}; select one head or one image first.")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4.5))
     mesh = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest")
@@ -134,21 +130,30 @@ def plot_heatmap(
 
 
 def plot_seed_comparison(results: SeedResults) -> Figure:
-    """Mean test accuracy per model as bars with ±1 std error bars, each seed's run as a dot."""
+    """Mean validation accuracy per model as bars with ±1 standard-error bars, each seed's run as a dot.
+
+    A model with a single run has no error bar. The test accuracy is not drawn: it is not for choosing models.
+    """
     summary = results.summary()
     if not summary:
         raise ValueError("No runs to plot: results.rows is empty; run compare_over_seeds first.")
     names = list(summary)
     means = [summary[name][0] for name in names]
-    stds = [summary[name][1] for name in names]
+    errors = [summary[name][1] for name in names]
+    bar_errors = [0.0 if math.isnan(e) else e for e in errors]
     fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 4))
-    bars = ax.bar(names, means, yerr=stds, capsize=6, color="tab:blue", alpha=0.7)
-    ax.bar_label(bars, labels=[f"{m:.2f} ± {s:.2f}" for m, s in zip(means, stds, strict=True)], padding=4)
+    bars = ax.bar(names, means, yerr=bar_errors, capsize=6, color="tab:blue", alpha=0.7)
+    ax.bar_label(bars, labels=[_format_mean_and_error(m, e) for m, e in zip(means, errors, strict=True)], padding=4)
+    top = max(m + e for m, e in zip(means, bar_errors, strict=True))
     for x, name in enumerate(names):
-        accs = [row["test_acc"] for row in results.rows if row["model"] == name]
+        accs = [row["val_acc"] for row in results.rows if row["model"] == name]
         ax.plot([x] * len(accs), accs, "o", color="black", markersize=4)
+        top = max(top, *accs)
     seeds = len({row["seed"] for row in results.rows})
-    ax.set(title=f"Test accuracy over {seeds} seeds (mean ± std)", ylabel="test accuracy (%)")
-    ax.set_ylim(0, min(100, max(m + s for m, s in zip(means, stds, strict=True)) * 1.15))
+    ax.set(
+        title=f"Validation accuracy over {seeds} seed{'s' if seeds != 1 else ''} (mean ± standard error)",
+        ylabel="validation accuracy (%)",
+    )
+    ax.set_ylim(0, min(100, top * 1.15))
     fig.tight_layout()
     return fig

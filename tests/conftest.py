@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cifar_copies import FakeCIFAR10
+
 DEFAULT_TEST_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -31,3 +33,13 @@ def cifar_subset_root() -> Path:
 def cifar_approx_root() -> Path:
     """Full-size CIFAR-10 (50,000 / 10,000 images) with approximate pixels, for benchmarks and long tests."""
     return _cifar_copy("cifar10-approx")
+
+
+@pytest.fixture
+def fake_torchvision(monkeypatch):
+    """torchvision.datasets.CIFAR10 replaced by a stand-in that records its calls and 'downloads' a tiny copy."""
+    import torchvision  # costs a second or two: only the tests that use the fixture pay it
+
+    FakeCIFAR10.calls, FakeCIFAR10.error = [], None
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    return FakeCIFAR10

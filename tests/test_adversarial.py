@@ -300,8 +300,9 @@ OWN_METHOD_DEF = """
 class Case:
     """A submission (a notebook, raw bytes, or a notebook made from the batch's folder) and its fair score.
 
-    expected: "zeros", "full", "broken-attention" (no usable Attention: its part and the models get 0),
-    "broken-forward" (Attention builds but never runs: only the structure checks pass), "no-q1", "no-sagan",
+    expected: "zeros", "full", "broken-attention" (no usable Attention: its part gets 0; the models, graded with
+    the grader's stand-in for Attention, keep their points), "broken-forward" (Attention builds but never runs:
+    only its structure checks pass), "no-q1", "no-sagan",
     "budget" (checked separately), or "same-as:<case>" / "example:<name>" for code judged by what an honest
     equivalent earns in-process, or by an example's stated failures.
     """
@@ -535,12 +536,9 @@ def expected_points(c: Case) -> dict[str, float]:
     return {
         "zeros": {p: 0.0 for p in full},
         "full": dict(full),
-        "broken-attention": {**full, "attention": 0.0, "models": 0.0},
-        "broken-forward": {
-            **full,
-            "attention": passing("attention", "conv_query, conv_key, conv_value"),
-            "models": passing("models", "specified layers"),
-        },
+        # the models are graded with the grader's stand-in for Attention: a broken Attention costs its own part only
+        "broken-attention": {**full, "attention": 0.0},
+        "broken-forward": {**full, "attention": passing("attention", "conv_query, conv_key, conv_value")},
         "no-q1": {**full, "q1": 0.0},
         "no-sagan": {**full, "sagan": 0.0},
     }[c.expected]
@@ -722,7 +720,9 @@ def test_messages_name_the_problem(graded):
 def test_student_text_never_decides_a_kind_nor_poses_as_feedback(graded):
     results = graded[0]
     claims = results["claims_a_grader_error"]
-    assert {o.kind for o in claims.outcomes if not o.passed} <= {Kind.STUDENT_ERROR}
+    # Every pointed check that ran the raising forward says "error in student code"; the no-points diagnostic that
+    # blames the student's own Attention for a model's difference is the grader's own finding (a wrong result).
+    assert {o.kind for o in claims.outcomes if not o.passed and o.points} <= {Kind.STUDENT_ERROR}
     assert "grader error" not in summary([claims], 1.0)["failed_checks_by_kind"]
     text = feedback_markdown(results["markdown_in_an_error"])
     outside_fences = re.sub(r"(`{3,})text\n.*?\n *\1", "", text, flags=re.S)

@@ -114,7 +114,7 @@ def test_the_bundle_is_written_to_a_folder_or_a_zip(tmp_path, files):
     folder = build_bundle(tmp_path / "bundle")
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == sorted(files)
     archive = build_bundle(tmp_path / "bundle.zip")
-    with zipfile.ZipFile(archive) as z:
-        assert sorted(z.namelist()) == sorted(files)
-        assert z.read("README.md") == (folder / "README.md").read_bytes()
+    with zipfile.ZipFile(archive) as z:  # one folder, the one students upload to Google Drive
+        assert sorted(z.namelist()) == sorted(f"attention-course/{name}" for name in files)
+        assert z.read("attention-course/README.md") == (folder / "README.md").read_bytes()
     assert Path(archive).suffix == ".zip"

@@ -9,7 +9,6 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
-import torchvision
 
 from course_utils.cifar import (
     CIFAR10_CLASSES,
@@ -18,8 +17,7 @@ from course_utils.cifar import (
     load_cifar10,
     resolve_data_root,
 )
-
-BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+from tests.cifar_copies import BATCHES, write_copy
 
 
 def read_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -27,22 +25,6 @@ def read_pickle(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         entry = pickle.load(f, encoding="latin1")
     return entry["data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(entry["labels"])
-
-
-def write_copy(folder: Path, per_batch: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A tiny copy in the official layout under ``folder``; returns all train rows (n, 3072) and labels."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
-    for name in [*BATCHES, "test_batch"]:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-        batch_labels = rng.integers(0, 10, per_batch).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "labels": batch_labels, "data": data}, f, protocol=2)
-        if name != "test_batch":
-            rows.append(data)
-            labels += batch_labels
-    return np.concatenate(rows), np.array(labels)
 
 
 def test_resolve_data_root_prefers_argument_then_env_then_default(monkeypatch, tmp_path):
@@ -110,27 +92,6 @@ def test_incomplete_copy_names_the_missing_file(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()
     with pytest.raises(DataUnavailableError, match="test_batch is missing"):
         load_cifar10(tmp_path)
-
-
-class FakeCIFAR10:
-    """Stands in for torchvision.datasets.CIFAR10: records its calls and 'downloads' a tiny copy."""
-
-    calls: list[dict] = []
-    error: Exception | None = None
-
-    def __init__(self, root, train=True, transform=None, target_transform=None, download=False):
-        FakeCIFAR10.calls.append({"root": root, "train": train, "download": download})
-        if self.error is not None:
-            raise self.error
-        if download:
-            write_copy(Path(root) / "cifar-10-batches-py", seed=1)
-
-
-@pytest.fixture
-def fake_torchvision(monkeypatch):
-    FakeCIFAR10.calls, FakeCIFAR10.error = [], None
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    return FakeCIFAR10
 
 
 def test_download_goes_through_torchvision_then_reads_the_pickles(tmp_path, fake_torchvision):

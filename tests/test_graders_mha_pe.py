@@ -15,7 +15,7 @@ from autograde.harness import PartReport, run_part
 from autograde.student import InProcessStudent
 
 MHA_ID, PE_ID = "02_multi_head_attention", "03_positional_encoding"
-MHA_PARTS = {"sdpa": 10, "mha": 15}
+MHA_PARTS = {"sdpa": 12, "mha": 18}
 PE_PARTS = {"pe": 10, "pe2d": 4, "learned": 3}
 
 
@@ -87,9 +87,7 @@ def sdpa_mutant(mistake: str):
             weights = F.softmax(scores if mask is None else scores.masked_fill(~mask.bool(), -math.inf), -1)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), weights.nan_to_num(0.0)
         if mask is not None:
-            blocked = (
-                mask.bool() if mistake == "inverted" else (~mask if mistake == "tilde" else ~mask.bool())
-            )
+            blocked = mask.bool() if mistake == "inverted" else (~mask if mistake == "tilde" else ~mask.bool())
             fill = -1e9 if mistake == "large_negative" else -math.inf
             if mistake != "after_softmax":
                 scores = scores.masked_fill(blocked, fill)
@@ -115,13 +113,13 @@ def sdpa_mutant(mistake: str):
         ("no_scale", "the 1/sqrt(D) scale is missing", None),
         ("scale_d", "the scores are divided by D", None),
         ("axis", "the softmax runs over the queries", None),
-        ("inverted", "the mask is inverted", 4),
-        ("after_softmax", "the mask is applied after the softmax", 4),
-        ("large_negative", "uniform weights 1/T", 1),
-        ("nan_rows", "must get zero weights and a zero output", 1),
+        ("inverted", "the mask is inverted", 6),  # a conceptual error: both mask tests
+        ("after_softmax", "the mask is applied after the softmax", 6),
+        ("large_negative", "uniform weights 1/T", 2),
+        ("nan_rows", "must get zero weights and a zero output", 2),
         ("tilde", "~ on an integer tensor", 1),
         ("swapped", "the tuple is in the wrong order", None),
-        ("builtin", "calls F.scaled_dot_product_attention", 10),
+        ("builtin", "calls F.scaled_dot_product_attention", 12),
         ("no_dropout", "nothing was dropped", 2),
         ("dropout_on_output", "the returned weights show no dropout", 2),
         ("pre_dropout_weights", "the returned weights show no dropout", 2),
@@ -162,8 +160,7 @@ def mha_mutant(mistake: str) -> type[nn.Module]:
             if mistake == "keys_from_query":
                 key = value = query
             q, k, v = (
-                self._split_heads(lin(x))
-                for lin, x in ((self.query, query), (self.key, key), (self.value, value))
+                self._split_heads(lin(x)) for lin, x in ((self.query, query), (self.key, key), (self.value, value))
             )
             if mistake == "builtin":
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
@@ -221,7 +218,7 @@ def test_wrong_head_split_fails_the_forward_tests_with_its_message():
         ("dropout_in_eval", "dropout is still active", None),
         ("dropout_on_output", "apply self.attn_drop to the attention weights (not to the output)", 2),
         ("no_attn_weights", "keep the (N, H, S, T) attention weights", None),
-        ("builtin", "calls F.scaled_dot_product_attention", 13),
+        ("builtin", "calls F.scaled_dot_product_attention", 16),  # all but the two contract checks
     ],
 )
 def test_mha_mistakes_are_named_and_lose_points(mistake, message, lost):
@@ -234,31 +231,30 @@ def test_missing_head_check_loses_one_point():
     assert_named(report, "raise a ValueError when embed_dim is not divisible", lost=1)
 
 
-def test_mha_using_the_students_broken_function_loses_points_in_both_parts():
+def test_mha_using_the_students_broken_function_loses_points_in_the_function_only():
     namespace = mha_namespace(scaled_dot_product_attention=sdpa_mutant("inverted"))
 
     class UsesStudentFunction(mha.MultiHeadAttention):
         def forward(self, query, key, value, attn_mask=None):
             N, S, E = query.shape
             q, k, v = (
-                self._split_heads(lin(x))
-                for lin, x in ((self.query, query), (self.key, key), (self.value, value))
+                self._split_heads(lin(x)) for lin, x in ((self.query, query), (self.key, key), (self.value, value))
             )
-            out, self.attn_weights = namespace["scaled_dot_product_attention"](
-                q, k, v, attn_mask, self.attn_drop
-            )
+            out, self.attn_weights = namespace["scaled_dot_product_attention"](q, k, v, attn_mask, self.attn_drop)
             return self.proj(out.transpose(1, 2).reshape(N, S, E))
 
     namespace["MultiHeadAttention"] = UsesStudentFunction
-    assert_named(grade(MHA_ID, namespace, "mha"), "the mask is inverted", lost=2)
+    report = grade(MHA_ID, namespace, "mha")  # graded with the grader's stand-in function: no points lost here
+    assert report.earned == report.possible, report.text()
+    diagnostic = "diagnostic (no points): your MultiHeadAttention with your own scaled_dot_product_attention"
+    assert "scaled_dot_product_attention" in failed(report)[diagnostic], report.text()
 
 
 def test_missing_definitions_score_zero():
     for part in MHA_PARTS:
         report = grade(MHA_ID, {}, part)
-        assert report.earned == 0 and all("is not defined" in o.message for o in report.outcomes), (
-            report.text()
-        )
+        pointed = [o for o in report.outcomes if o.spec.points]
+        assert report.earned == 0 and all("is not defined" in o.message for o in pointed), report.text()
 
 
 # ---------------------------------------------------------------- positional encoding mutants
@@ -360,9 +356,7 @@ def learned_mutant(mistake: str) -> type[nn.Module]:
         def __init__(self, num_positions, embed_dim):
             super().__init__()
             shape = (num_positions, embed_dim) if mistake == "no_batch_dim" else (1, num_positions, embed_dim)
-            init = {"randn": torch.randn(shape), "zeros": torch.zeros(shape)}.get(
-                mistake, torch.randn(shape) * 0.02
-            )
+            init = {"randn": torch.randn(shape), "zeros": torch.zeros(shape)}.get(mistake, torch.randn(shape) * 0.02)
             self.pos_embed = nn.Parameter(init)
 
         def forward(self, x):

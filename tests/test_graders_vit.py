@@ -13,7 +13,7 @@ from autograde.harness import run_part
 from autograde.student import InProcessStudent
 
 ASSIGNMENT = "04_vision_transformer"
-PARTS = {"reused": 2, "patch_embed": 6, "encoder_layer": 6, "vit": 7, "rollout": 2, "q_cost": 1}
+PARTS = {"reused": 2, "patch_embed": 6, "encoder_layer": 6, "vit": 10, "rollout": 2, "q_cost": 1}
 
 
 def reference_namespace() -> dict:
@@ -89,12 +89,136 @@ def encoder_layer(mistake: str) -> type[nn.Module]:
     return TransformerEncoderLayer
 
 
-def vision_transformer(
-    mistake: str,
-    layer: type[nn.Module] = ref.TransformerEncoderLayer,
-    patch: type[nn.Module] = ref.PatchEmbedding,
-    max_len: int | None = None,
-) -> type[nn.Module]:
+def vision_transformer(mistake: str, namespace: dict | None = None, max_len: int | None = None) -> type[nn.Module]:
+    """The reference ViT with one composition mistake. With ``namespace``, its patch embedding and layers are
+    looked up there when the model is built, as a notebook's class looks up its globals (so the grader's
+    stand-ins take their place when it swaps them in)."""
+
+    class VisionTransformer(ref.VisionTransformer):
+        def __init__(
+            self,
+            img_size=32,
+            patch_size=4,
+            in_channels=3,
+            embed_dim=128,
+            num_layers=6,
+            num_heads=4,
+            dim_feedforward=256,
+            num_classes=10,
+            dropout=0.1,
+            pool="mean",
+            pos_encoding="sin1d",
+        ):
+            super().__init__(
+                img_size,
+                patch_size,
+                in_channels,
+                embed_dim,
+                num_layers,
+                num_heads,
+                dim_feedforward,
+                num_classes,
+                dropout,
+                pool,
+                pos_encoding,
+            )
+            if namespace is not None:
+                self.patch_embed = namespace["PatchEmbedding"](img_size, patch_size, in_channels, embed_dim)
+                self.layers = nn.ModuleList(
+                    namespace["TransformerEncoderLayer"](embed_dim, num_heads, dim_feedforward, dropout)
+                    for _ in range(num_layers)
+                )
+            if max_len is not None and pos_encoding == "sin1d":
+                self.positional_encoding = pe_ref.PositionalEncoding(embed_dim, dropout, max_len=max_len)
+
+        def forward(self, x):
+            x = self.patch_embed(x)
+            if self.pool == "cls":
+                x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
+            x = self.positional_encoding(x)
+            if mistake == "pe_twice":
+                x = self.positional_encoding(x)
+            for block in self.layers:
+                x = block(x)
+            if mistake != "no_final_norm":
+                x = self.norm(x)
+            if self.pool == "cls" and mistake != "cls_mean":
+                return self.head(x[:, 0])
+            return self.head(x.mean(dim=1))
+
+    return VisionTransformer
+
+
+def with_vit(namespace: dict, mistake: str = "") -> dict:
+    """``namespace`` plus a ViT that builds its parts from it."""
+    namespace = dict(namespace)
+    namespace["VisionTransformer"] = vision_transformer(mistake, namespace)
+    return namespace
+
+
+DIAGNOSTIC = "diagnostic (no points): your VisionTransformer with your own PatchEmbedding, encoding and layers"
+
+
+def test_patch_embedding_with_view_costs_points_in_patch_embed_only():
+    namespace = with_vit({**reference_namespace(), "PatchEmbedding": patch_embedding("view")})
+    report = grade(namespace, "patch_embed")
+    messages = failed(report)
+    forward = [m for d, m in messages.items() if d.startswith("forward")]
+    assert len(forward) == 2 and all("x.view(N, -1, C*p*p)" in m for m in forward), report.text()
+    assert report.earned == PARTS["patch_embed"] - 4  # forward (2), non-square (1), gradients (1)
+    vit = grade(namespace, "vit")
+    assert vit.earned == vit.possible, vit.text()  # graded with the grader's stand-in for PatchEmbedding
+    assert set(failed(vit)) == {DIAGNOSTIC} and "PatchEmbedding" in failed(vit)[DIAGNOSTIC], vit.text()
+
+
+def test_patch_vectors_in_channels_last_order_are_named():
+    report = grade({**reference_namespace(), "PatchEmbedding": patch_embedding("channels_last")}, "patch_embed")
+    assert any("(p, p, C) order" in m for m in failed(report).values()), report.text()
+    assert report.earned < report.possible
+
+
+def test_patch_embedding_without_a_size_check_loses_that_point():
+    report = grade({**reference_namespace(), "PatchEmbedding": patch_embedding("no_check")}, "patch_embed")
+    assert set(failed(report)) == {"a patch size that does not divide the image size raises a ValueError"}
+    assert "raise a ValueError" in report.text()
+
+
+def test_post_norm_layer_is_named_and_charged_to_the_layer_only():
+    namespace = with_vit({**reference_namespace(), "TransformerEncoderLayer": encoder_layer("post_norm")})
+    report = grade(namespace, "encoder_layer")
+    messages = failed(report)
+    forward = "forward matches the pre-norm reference (several shapes, one head, E/H not a power of two)"
+    assert "post-norm" in messages[forward], report.text()
+    assert any("identity" in d and "post-norm" in m for d, m in messages.items()), report.text()
+    assert report.earned <= PARTS["encoder_layer"] - 3
+    vit = grade(namespace, "vit")
+    assert vit.earned == vit.possible, vit.text()
+    assert "TransformerEncoderLayer" in failed(vit)[DIAGNOSTIC], vit.text()
+
+
+def test_relu_in_the_mlp_is_named():
+    namespace = {**reference_namespace(), "TransformerEncoderLayer": encoder_layer("relu")}
+    report = grade(namespace, "encoder_layer")
+    messages = failed(report)
+    assert any("GELU" in m for d, m in messages.items() if "has norm1" in d), report.text()
+    assert any("uses ReLU" in m for d, m in messages.items() if d.startswith("forward")), report.text()
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message", "lost"),
+    [
+        ("no_final_norm", "the final LayerNorm is missing", 5),  # mean (2), cls (2), gradients (1)
+        ("pe_twice", "positional encoding is added twice", 5),
+        ("cls_mean", "reads the class token, x[:, 0]", 3),  # cls (2), gradients (1)
+    ],
+)
+def test_vit_mistakes_are_named_and_lose_points(mistake, message, lost):
+    report = grade(with_vit(reference_namespace(), mistake), "vit")
+    assert any(message in m for m in failed(report).values()), report.text()
+    assert report.earned == PARTS["vit"] - lost, report.text()
+
+
+def test_vit_without_pos_encoding_loses_the_three_choices_only():
     class VisionTransformer(ref.VisionTransformer):
         def __init__(
             self,
@@ -121,100 +245,10 @@ def vision_transformer(
                 dropout,
                 pool,
             )
-            self.patch_embed = patch(img_size, patch_size, in_channels, embed_dim)
-            self.layers = nn.ModuleList(
-                layer(embed_dim, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
-            )
-            if max_len is not None:
-                self.positional_encoding = pe_ref.PositionalEncoding(embed_dim, dropout, max_len=max_len)
 
-        def forward(self, x):
-            x = self.patch_embed(x)
-            if self.pool == "cls":
-                x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1)
-            x = self.positional_encoding(x)
-            if mistake == "pe_twice":
-                x = x + self.positional_encoding.pe[:, : x.shape[1]]
-            for block in self.layers:
-                x = block(x)
-            if mistake != "no_final_norm":
-                x = self.norm(x)
-            if self.pool == "cls" and mistake != "cls_mean":
-                return self.head(x[:, 0])
-            return self.head(x.mean(dim=1))
-
-    return VisionTransformer
-
-
-def test_patch_embedding_with_view_loses_points_and_names_the_fix():
-    namespace = {**reference_namespace(), "PatchEmbedding": patch_embedding("view")}
-    report = grade(namespace, "patch_embed")
-    messages = failed(report)
-    forward = [m for d, m in messages.items() if d.startswith("forward")]
-    assert len(forward) == 2 and all("x.view(N, -1, C*p*p)" in m for m in forward), report.text()
-    assert report.earned == PARTS["patch_embed"] - 4  # forward (2), non-square (1), gradients (1)
-    vit = grade(
-        {**namespace, "VisionTransformer": vision_transformer("", patch=patch_embedding("view"))}, "vit"
-    )
-    assert any("fix PatchEmbedding first" in m for m in failed(vit).values()), vit.text()
-
-
-def test_patch_vectors_in_channels_last_order_are_named():
-    report = grade(
-        {**reference_namespace(), "PatchEmbedding": patch_embedding("channels_last")}, "patch_embed"
-    )
-    assert any("(p, p, C) order" in m for m in failed(report).values()), report.text()
-    assert report.earned < report.possible
-
-
-def test_patch_embedding_without_a_size_check_loses_that_point():
-    report = grade({**reference_namespace(), "PatchEmbedding": patch_embedding("no_check")}, "patch_embed")
-    assert set(failed(report)) == {"a patch size that does not divide the image size raises a ValueError"}
-    assert "raise a ValueError" in report.text()
-
-
-def test_post_norm_layer_is_named():
-    namespace = {**reference_namespace(), "TransformerEncoderLayer": encoder_layer("post_norm")}
-    report = grade(namespace, "encoder_layer")
-    messages = failed(report)
-    assert (
-        "post-norm"
-        in messages[
-            "forward matches the pre-norm reference (several shapes, one head, E/H not a power of two)"
-        ]
-    ), report.text()
-    assert any("identity" in d and "post-norm" in m for d, m in messages.items()), report.text()
-    assert report.earned <= PARTS["encoder_layer"] - 3
-    vit = grade(
-        {**namespace, "VisionTransformer": vision_transformer("", layer=encoder_layer("post_norm"))}, "vit"
-    )
-    assert any("post-norm" in m for m in failed(vit).values()), vit.text()
-
-
-def test_relu_in_the_mlp_is_named():
-    namespace = {**reference_namespace(), "TransformerEncoderLayer": encoder_layer("relu")}
-    report = grade(namespace, "encoder_layer")
-    messages = failed(report)
-    assert any("GELU" in m for d, m in messages.items() if "has norm1" in d), report.text()
-    assert any("uses ReLU" in m for d, m in messages.items() if d.startswith("forward")), report.text()
-    vit = grade(
-        {**namespace, "VisionTransformer": vision_transformer("", layer=encoder_layer("relu"))}, "vit"
-    )
-    assert any("ReLU instead of GELU" in m for m in failed(vit).values()), vit.text()
-
-
-@pytest.mark.parametrize(
-    ("mistake", "message", "lost"),
-    [
-        ("no_final_norm", "the final LayerNorm is missing", 5),  # mean (2), cls (2), gradients (1)
-        ("pe_twice", "positional encoding is added twice", 5),
-        ("cls_mean", "reads the class token, x[:, 0]", 3),  # cls (2), gradients (1)
-    ],
-)
-def test_vit_mistakes_are_named_and_lose_points(mistake, message, lost):
-    report = grade({**reference_namespace(), "VisionTransformer": vision_transformer(mistake)}, "vit")
-    assert any(message in m for m in failed(report).values()), report.text()
-    assert report.earned == PARTS["vit"] - lost, report.text()
+    report = grade({**reference_namespace(), "VisionTransformer": VisionTransformer}, "vit")
+    assert report.earned == PARTS["vit"] - 3, report.text()
+    assert all("pos_encoding" in m for m in failed(report).values()), report.text()
 
 
 def test_vit_accepts_any_positional_encoding_length():
@@ -230,7 +264,7 @@ def test_broken_multi_head_attention_is_reported_as_the_pasted_module():
 
     report = grade({**reference_namespace(), "MultiHeadAttention": MultiHeadAttention}, "reused")
     assert report.earned == 1
-    assert "fix it in its own notebook" in report.text()
+    assert "Fix it in its own notebook" in report.text() and "costs no points there" in report.text()
 
 
 @pytest.mark.parametrize(
@@ -264,7 +298,9 @@ def test_multiple_choice(answer, earned):
 def test_missing_definitions_score_zero_with_a_message():
     report = grade({}, "vit")
     assert report.earned == 0
-    assert all("`VisionTransformer` is not defined" in o.message for o in report.outcomes), report.text()
+    assert all("`VisionTransformer` is not defined" in o.message for o in report.outcomes if o.spec.points), (
+        report.text()
+    )
 
 
 def test_hard_coded_cuda_is_a_failure_with_a_message():

@@ -356,6 +356,12 @@ def write(path):
         f.write("x")
 
 
+def list_contents(folder):
+    # where the interpreter lies below the repository, a mount point for it appears; its contents must not
+    if "autograde" not in os.listdir(folder):
+        raise PermissionError("only mount points are visible")
+
+
 def from_file(path):
     import torch
     torch.from_file(path, shared=False, size=8, dtype=torch.uint8)
@@ -382,7 +388,7 @@ PROBE = {{
     "import autograde": attempt(lambda: __import__("autograde")),
     "read the references": attempt(lambda: read({str(REFERENCE)!r})),
     "mmap the grader": attempt(lambda: from_file({str(GRADER)!r})),
-    "list the repository": attempt(lambda: os.listdir({str(REPO)!r})),
+    "list the repository": attempt(lambda: list_contents({str(REPO)!r})),
     "write outside": attempt(lambda: write({str(REPO / "forged.txt")!r})),
     "write into course_utils after a traceback escape": attempt(escape_via_traceback),
     "write into site-packages": attempt(lambda: write(os.path.join(sys.path[-1], "evil.pth"))),
@@ -697,6 +703,11 @@ def graded_examples():
 def test_example_submissions_score_as_under_nbgrader(graded_examples, assignment, example, path):
     """The example states the tests it fails; the isolated grader must fail exactly those."""
     result = graded_examples[f"{assignment}-{example.name}"]
+    failed = {o.spec.name.rsplit("::", 1)[-1] for o in result.outcomes if not o.passed}
+    if not example.blank:
+        assert failed == set(example.fails), "\n".join(
+            f"{o.part}: {o.message}" for o in result.outcomes if not o.passed
+        )
     got = {part: earned for part, (earned, _) in result.parts.items()}
     assert got == pytest.approx(expected_points(assignment, example)), "\n".join(
         f"{o.part}: {o.message}" for o in result.outcomes if not o.passed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -230,14 +231,37 @@ def test_synthetic_by_argument_or_environment(monkeypatch, small_synthetic):
     assert (len(train.dataset), len(val.dataset), len(test.dataset)) == (270, 30, 60)
 
 
-def test_fallback_to_synthetic_in_fast_mode_only(monkeypatch, capsys, tmp_path, small_synthetic):
+def test_fallback_to_synthetic_in_fast_mode_only(monkeypatch, capsys, tmp_path, small_synthetic, fake_torchvision):
+    fake_torchvision.error = URLError("no network")
     with pytest.raises(DataUnavailableError):
         get_loaders(root=tmp_path, device="cpu")
     monkeypatch.setenv("COURSE_FAST", "1")
+    fake_torchvision.calls.clear()
     assert get_loaders(root=tmp_path, device="cpu").classes == SYNTHETIC_CLASSES
     assert "synthetic" in capsys.readouterr().out
     with pytest.raises(DataUnavailableError):
         get_loaders(dataset="cifar10", root=tmp_path, device="cpu")
+    assert fake_torchvision.calls == []  # fast mode never downloads unless asked to
+
+
+def test_a_student_with_a_network_gets_cifar10_downloaded_into_data(monkeypatch, tmp_path, fake_torchvision):
+    """The README's laptop path: no COURSE_DATA, no copy; the first get_loaders() downloads into ./data."""
+    monkeypatch.chdir(tmp_path)
+    train, val, test, classes = get_loaders(device="cpu")
+    assert fake_torchvision.calls == [{"root": "data", "train": False, "download": True}]
+    assert (tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1").is_file() and classes == CIFAR10_CLASSES
+    get_loaders(device="cpu")  # the copy is found the second time
+    assert len(fake_torchvision.calls) == 1
+
+
+def test_without_a_network_the_message_names_the_three_ways_out(monkeypatch, tmp_path, fake_torchvision):
+    monkeypatch.chdir(tmp_path)
+    fake_torchvision.error = URLError("Temporary failure in name resolution")
+    with pytest.raises(DataUnavailableError) as info:
+        get_loaders(device="cpu")
+    message = str(info.value)
+    for way in ("connect to a network", "COURSE_DATA", "COURSE_DATASET=synthetic"):
+        assert way in message
 
 
 def test_unknown_dataset_is_refused():

@@ -177,7 +177,7 @@ def test_nbgrader_autogrades_it(copy, tmp_path):
 def test_the_bundle_and_the_gradescope_package_carry_it(copy, tmp_path):
     run(copy, "-m", "autograde", "student-bundle", "--out", str(tmp_path / "bundle.zip"))
     with zipfile.ZipFile(tmp_path / "bundle.zip") as z:
-        assert f"{ID}/{ID}.ipynb" in z.namelist()
+        assert f"attention-course/{ID}/{ID}.ipynb" in z.namelist()
     run(copy, "-m", "autograde", "gradescope-zip", "--out", str(tmp_path / "autograder.zip"), "--assignment", ID)
     with zipfile.ZipFile(tmp_path / "autograder.zip") as z:
         assert "autograde/assignments/toy/grader.py" in z.namelist() and f"assignments/{ID}/{ID}.ipynb" in z.namelist()

@@ -38,6 +38,20 @@ def test_student_text_is_quoted_in_every_format():
     assert "/grading/machine" not in markdown + feedback_html(r) + str(data)
 
 
+def test_no_path_of_the_grading_machine_reaches_a_student():
+    machine = [
+        "/work/course/autograde/assignments/vision_transformer/checkpoint.py",
+        "/tmp/nb-k2j3/work-7f/vit_checkpoint.pt",
+        "/autograder/submission/notebook.ipynb",
+    ]
+    r = result("raised FileNotFoundError: " + " and ".join(machine) + "; use (N, (h/p)*(w/p), E), 1/sqrt(D)")
+    r.problems, r.error = [f"cell 3 failed in {machine[1]}"], f"could not read {machine[2]}"
+    outputs = [feedback_markdown(r), feedback_html(r), str(gradescope_results(r))]
+    for text in outputs:
+        assert not any(path in text for path in machine) and ".../vit_checkpoint.pt" in text
+        assert "(h/p)*(w/p)" in text and "1/sqrt(D)" in text  # formulas are not paths
+
+
 def test_multiple_choice_results_can_wait_for_the_deadline():
     r = result()
     assert "q1" in course.get(A).multiple_choice
@@ -45,7 +59,7 @@ def test_multiple_choice_results_can_wait_for_the_deadline():
     hidden = gradescope_results(r, hide_choices=True)
     assert [t["visibility"] for t in shown["tests"]] == ["visible", "visible"]
     assert [t["visibility"] for t in hidden["tests"]] == ["visible", "after_due_date"]
-    assert "Inline Question 1 (1 points): the result" in feedback_markdown(r, hide_choices=True)
+    assert "Inline Question 1 (1 point): the result" in feedback_markdown(r, hide_choices=True)
     assert "PASS** Inline Question 1" not in feedback_markdown(r, hide_choices=True)
 
 

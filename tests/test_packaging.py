@@ -52,3 +52,10 @@ def test_the_student_bundle_requires_what_the_project_requires():
 
     student = tomllib.loads(STUDENT_PYPROJECT)["project"]["dependencies"]
     assert student == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+
+
+def test_every_conda_package_comes_from_conda_forge():
+    """PyTorch's own conda channel stopped at 2.5; mixing channels under strict priority cannot resolve torch>=2.9."""
+    text = (REPO / "environment.yml").read_text()
+    channels = re.search(r"^channels:\n((?:  - .+\n)+)", text, re.MULTILINE).group(1)
+    assert [line.strip("- \n") for line in channels.splitlines()] == ["conda-forge", "nodefaults"]

@@ -157,9 +157,7 @@ def test_module_equals_torch_multihead_attention(N, S, T, E, H, mask):
     want.backward(g)
     for a, b in zip(mine, theirs, strict=True):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-12, rtol=1e-10)
-    torch.testing.assert_close(
-        module.query.weight.grad, oracle.in_proj_weight.grad[:E], atol=1e-12, rtol=1e-10
-    )
+    torch.testing.assert_close(module.query.weight.grad, oracle.in_proj_weight.grad[:E], atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(module.proj.weight.grad, oracle.out_proj.weight.grad, atol=1e-12, rtol=1e-10)
 
 
@@ -210,10 +208,7 @@ def loop_table(num_positions: int, d: int) -> torch.Tensor:
     rows = []
     for i in range(num_positions):
         rows.append(
-            [
-                math.sin(i * 10000 ** (-j / d)) if j % 2 == 0 else math.cos(i * 10000 ** (-(j - 1) / d))
-                for j in range(d)
-            ]
+            [math.sin(i * 10000 ** (-j / d)) if j % 2 == 0 else math.cos(i * 10000 ** (-(j - 1) / d)) for j in range(d)]
         )
     return torch.tensor(rows, dtype=torch.float64)
 

@@ -24,6 +24,7 @@ from torch import nn
 from torchvision.models.vision_transformer import Encoder, EncoderBlock
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
+from autograde.assignments.vision_transformer import recipe as part5
 from autograde.assignments.vision_transformer import reference as ref
 from autograde.notebooks import meta as nbgrader_meta
 from tests.notebook_cells import source_notebook
@@ -47,9 +48,7 @@ def map_layer(ours: ref.TransformerEncoderLayer, block: EncoderBlock) -> None:
     with torch.no_grad():
         block.ln_1.load_state_dict(ours.norm1.state_dict())
         block.ln_2.load_state_dict(ours.norm2.state_dict())
-        block.self_attention.in_proj_weight.copy_(
-            torch.cat([attn.query.weight, attn.key.weight, attn.value.weight])
-        )
+        block.self_attention.in_proj_weight.copy_(torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]))
         block.self_attention.in_proj_bias.copy_(torch.cat([attn.query.bias, attn.key.bias, attn.value.bias]))
         block.self_attention.out_proj.load_state_dict(attn.proj.state_dict())
         block.mlp[0].load_state_dict(ours.mlp[0].state_dict())
@@ -199,9 +198,48 @@ def test_vit_adds_the_sinusoidal_table_of_notebook_3(pool, tokens):
     for i in (0, 1, 17, tokens - 1):
         for j in (0, 1, 6, 15):
             angle = i * 10000 ** (-(j - j % 2) / 16)
-            assert pe[0, i, j].item() == pytest.approx(
-                math.sin(angle) if j % 2 == 0 else math.cos(angle), abs=1e-6
-            )
+            assert pe[0, i, j].item() == pytest.approx(math.sin(angle) if j % 2 == 0 else math.cos(angle), abs=1e-6)
+
+
+@pytest.mark.parametrize(("pool", "first_patch"), [("mean", 0), ("cls", 1)])
+def test_vit_sin2d_encodes_the_row_in_the_first_half_and_the_column_in_the_second(pool, first_patch):
+    E, side = 16, 8
+    model = ref.VisionTransformer(
+        embed_dim=E, num_layers=1, num_heads=2, dim_feedforward=8, pool=pool, pos_encoding="sin2d"
+    )
+    pe = model.positional_encoding.pe[0]
+    assert pe.shape == (first_patch + side * side, E) and not list(model.positional_encoding.parameters())
+    assert first_patch == 0 or torch.count_nonzero(pe[0]) == 0  # the class token carries no position
+    half = E // 2
+    for r, c in [(0, 0), (0, 5), (3, 1), (7, 7)]:
+        token = first_patch + r * side + c  # patches row by row
+        for j in range(half):
+            angle_r = r * 10000 ** (-(j - j % 2) / half)
+            angle_c = c * 10000 ** (-(j - j % 2) / half)
+            trig = math.sin if j % 2 == 0 else math.cos
+            assert pe[token, j].item() == pytest.approx(trig(angle_r), abs=1e-6)
+            assert pe[token, half + j].item() == pytest.approx(trig(angle_c), abs=1e-6)
+
+
+def test_vit_learned_and_no_positions():
+    learned = ref.VisionTransformer(
+        embed_dim=16, num_layers=1, num_heads=2, dim_feedforward=8, pool="cls", pos_encoding="learned"
+    )
+    assert learned.positional_encoding.pos_embed.shape == (1, 65, 16)
+    assert "positional_encoding.pos_embed" in dict(learned.named_parameters())
+    none = ref.VisionTransformer(embed_dim=16, num_layers=1, num_heads=2, dim_feedforward=8, pos_encoding="none")
+    assert isinstance(none.positional_encoding, nn.Identity)
+    # without positions, permuting the patches of the input does not change the (mean-pooled) scores
+    x = torch.randn(2, 3, 32, 32)
+    patches = x.unfold(2, 4, 4).unfold(3, 4, 4)  # (N, C, 8, 8, 4, 4)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))
+    shuffled = patches.reshape(2, 3, 64, 4, 4)[:, :, order].reshape(2, 3, 8, 8, 4, 4)
+    shuffled = shuffled.permute(0, 1, 2, 4, 3, 5).reshape(2, 3, 32, 32)
+    none.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(none(shuffled), none(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="sin1d"):
+        ref.VisionTransformer(pos_encoding="rotary")
 
 
 def test_vit_class_token_is_a_parameter_only_with_cls_pooling():
@@ -268,69 +306,33 @@ def tiny_vit(pool: str = "mean") -> ref.VisionTransformer:
     return ref.VisionTransformer(img_size=8, embed_dim=16, num_layers=2, num_heads=2, dim_feedforward=32, pool=pool)
 
 
-def learning_rates(optimizers: list, schedulers: list, steps: int) -> list[list[float]]:
-    """Each optimizer's learning rate at each of ``steps`` steps, every scheduler stepping after each step."""
-    lrs = []
-    for _ in range(steps):
-        lrs.append([o.param_groups[0]["lr"] for o in optimizers])
-        for optimizer in optimizers:
-            optimizer.step()
-        for scheduler in schedulers:
-            scheduler.step()
-    return lrs
-
-
-def test_recipe_gives_muon_the_encoder_matrices_and_adamw_the_rest():
-    model = tiny_vit(pool="cls")
-    (muon, adamw), schedulers = ref.recipe_optimizers(model, epochs=1, steps_per_epoch=10)
-    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
-    assert [s.optimizer for s in schedulers] == [muon, adamw]
-    encoder_matrices = {id(m.weight) for m in model.layers.modules() if isinstance(m, nn.Linear)}
-    assert {id(p) for p in muon.param_groups[0]["params"]} == encoder_matrices
-    assert muon.defaults["adjust_lr_fn"] == "match_rms_adamw"
-    assert muon.defaults["weight_decay"] == ref.RECIPE_WEIGHT_DECAY
-    decay, no_decay = adamw.param_groups
-    assert decay["weight_decay"] == ref.RECIPE_WEIGHT_DECAY and no_decay["weight_decay"] == 0.0
-    assert {id(p) for p in decay["params"]} == {id(model.patch_embed.proj.weight), id(model.head.weight)}
-    assert any(p is model.cls_token for p in no_decay["params"])
-    groups = [muon.param_groups[0]["params"], decay["params"], no_decay["params"]]
-    assert sorted(id(p) for group in groups for p in group) == sorted(id(p) for p in model.parameters())
-
-
-@pytest.mark.parametrize("total", [1, 2, 10])
-def test_recipe_schedules_even_a_handful_of_steps(total):
-    lrs = learning_rates(*ref.recipe_optimizers(tiny_vit(), 1, total, lr=1e-3), total)
-    assert all(0 < lr <= 1e-3 for step in lrs for lr in step)
-
-
-def test_recipe_warms_up_then_decays_to_almost_zero_both_optimizers_alike():
-    epochs, steps = 3, 20
-    both = learning_rates(*ref.recipe_optimizers(tiny_vit(), epochs, steps, lr=2e-3, warmup=0.25), epochs * steps)
-    assert all(muon == adamw for muon, adamw in both)
-    lrs = [muon for muon, _ in both]
-    peak = lrs.index(max(lrs))
-    assert max(lrs) == pytest.approx(2e-3)
-    assert abs(peak - 0.25 * epochs * steps) <= 1
-    assert all(a < b for a, b in zip(lrs[:peak], lrs[1 : peak + 1], strict=True))
-    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))
-    assert lrs[0] < 0.1 * max(lrs) and lrs[-1] < 0.01 * max(lrs)
-
-
-def test_the_notebook_runs_the_reference_recipe():
-    """The locked recipe cell of notebook 4 is the recipe that ``bench.vit --accuracy`` measures."""
+def notebook_cell(grade_id: str):
     cells = source_notebook("04_vision_transformer").cells
-    cell = next(c for c in cells if nbgrader_meta(c).get("grade_id") == "recipe")
-    notebook: dict = {"math": math, "torch": torch, "nn": nn}
-    exec(cell.source, notebook)
-    constants = [name for name in vars(ref) if name.startswith("RECIPE_")]
-    assert constants == [name for name in notebook if name.startswith("RECIPE_")]
-    for name in constants:
-        assert notebook[name] == getattr(ref, name), name
-    notebook_optimizers, notebook_schedulers = notebook["recipe_optimizers"](tiny_vit(), 2, 20)
-    optimizers, schedulers = ref.recipe_optimizers(tiny_vit(), 2, 20)
-    assert [type(o) for o in notebook_optimizers] == [type(o) for o in optimizers]
-    for mine, theirs in zip(notebook_optimizers, optimizers, strict=True):
-        assert mine.defaults == theirs.defaults
-        assert [len(g["params"]) for g in mine.param_groups] == [len(g["params"]) for g in theirs.param_groups]
-    notebook_lrs = learning_rates(notebook_optimizers, notebook_schedulers, 40)
-    assert notebook_lrs == learning_rates(optimizers, schedulers, 40)
+    return next(c for c in cells if nbgrader_meta(c).get("grade_id") == grade_id)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_the_notebook_budgets_are_the_reference_budgets(device):
+    """The locked ``budgets`` cell of notebook 4 sizes the runs that ``bench.vit`` measures."""
+    namespace: dict = {
+        "device": torch.device(device),
+        "count_parameters": lambda model: sum(p.numel() for p in model.parameters()),
+        "VisionTransformer": ref.VisionTransformer,
+    }
+    exec(notebook_cell("budgets").source, namespace)
+    budget = "gpu" if device == "cuda" else "cpu"
+    assert namespace["SMALL_VIT"] == part5.SMALL_VIT and namespace["LARGE_VIT"] == part5.LARGE_VIT
+    assert namespace["EXPERIMENT_EPOCHS"] == part5.EXPERIMENT_EPOCHS[budget]
+    assert namespace["FINAL_CONFIG"] == part5.FINAL_CONFIG
+    assert namespace["FINAL_EPOCHS"] == part5.FINAL_EPOCHS[budget]
+
+
+@pytest.mark.parametrize("final_epochs", [2, 10])
+def test_the_solution_recipe_is_the_reference_recipe(final_epochs):
+    """The solution of ``my_recipe`` is the recipe that ``bench.vit --accuracy`` measures."""
+    from course_utils.recipes import Recipe
+
+    namespace: dict = {"Recipe": Recipe, "FINAL_EPOCHS": final_epochs, "baseline": Recipe()}
+    exec(notebook_cell("my_recipe").source, namespace)
+    assert namespace["my_recipe"] == part5.reference_recipe(final_epochs)
+    assert namespace["my_pos_encoding"] == part5.RECIPE_POS_ENCODING

@@ -122,8 +122,30 @@ def test_the_hidden_cells_are_written_by_the_release_step(assignment):
 def test_no_other_place_states_points():
     """Points live in the graders only: examples state the tests they fail, and no prose repeats them."""
 
+    stated = re.compile(r"\b\d+(\.\d+)? (bonus )?points?\b|\bpoints\s*=|\bexpected_points\b")
     for a in course.ASSIGNMENTS:
-        assert not re.search(r"\bpoints?\b", (a.directory / "examples.py").read_text().lower())
+        assert not stated.search((a.directory / "examples.py").read_text().lower()), f"{a.id}: points in examples.py"
         for cell in source_notebook(a.id).cells:  # prose; model answers carry the TAs' rubric
             if cell.cell_type == "markdown" and not notebooks.is_answer(cell):
-                assert not re.search(r"\(\d+ points?\)", cell.source), f"{a.id}: points stated in prose"
+                assert not re.search(r"\b\d+(\.\d+)? (bonus )?points?\b", cell.source), f"{a.id}: points in prose"
+
+
+def test_a_release_made_with_an_address_installs_course_utils_from_it(tmp_path):
+    """`make release COURSE_UTILS_SPEC=...` writes the address into each set-up cell; the sources keep None."""
+    from autograde import release, setup_cell
+
+    a = course.ids()[0]
+    copy = tmp_path / f"{a}.ipynb"
+    copy.write_bytes(course.get(a).release_notebook.read_bytes())
+    release._set_spec(copy, a, "git+https://example.org/course/student")
+    setup = [
+        c for c in nbformat.read(copy, as_version=4).cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"
+    ]
+    assert setup_cell.spec_in(setup[0].source) == "git+https://example.org/course/student"
+    for path in (course.get(a).source_notebook, course.get(a).release_notebook):
+        source = next(
+            c
+            for c in nbformat.read(path, as_version=4).cells
+            if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"
+        ).source
+        assert setup_cell.spec_in(source) is None and source.startswith(setup_cell.BEGIN)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.runtime import FAST_CAPS
+from course_utils.runtime import FAST_CAPS, set_seed
 from course_utils.training import (
     Flatten,
     SeedResults,
@@ -51,9 +51,7 @@ def blobs(n: int, seed: int, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def batches(x, y, batch_size, **kwargs) -> BatchList:
-    return BatchList(
-        [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)], **kwargs
-    )
+    return BatchList([(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)], **kwargs)
 
 
 def linear_model(size: int = 8) -> nn.Module:
@@ -108,9 +106,7 @@ def test_train_records_history_and_validates_every_print_every(capsys):
     xv, yv = blobs(30, seed=2)
     loader, loader_val = batches(x, y, 10), batches(xv, yv, 10, train=True)
     model = linear_model()
-    history = train(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader_val, epochs=2, print_every=3
-    )
+    history = train(model, torch.optim.SGD(model.parameters(), lr=0.1), loader, loader_val, epochs=2, print_every=3)
     steps = 2 * 5
     assert (history.steps, history.epochs, len(history.loss), history.lr) == (steps, 2, steps, [0.1] * steps)
     expected_checks = [e * 5 + t + 1 for e in range(2) for t in range(5) if t % 3 == 0] + [steps]
@@ -142,15 +138,11 @@ def test_train_accuracy_covers_the_batches_since_the_previous_check():
     x = torch.zeros(30, 3, 2, 2)
     x[:, 0, 0, 0] = preds.float()
     model = FixedPredictions()
-    history = train(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 5), print_every=2, verbose=False
-    )
+    history = train(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 5), print_every=2, verbose=False)
 
     hits = (preds == y).float()
     windows = [(1, slice(0, 5)), (3, slice(5, 15)), (5, slice(15, 25)), (6, slice(25, 30))]
-    assert history.train_acc == [
-        (step, pytest.approx(100 * hits[rows].mean().item())) for step, rows in windows
-    ]
+    assert history.train_acc == [(step, pytest.approx(100 * hits[rows].mean().item())) for step, rows in windows]
 
 
 def test_train_learns_a_separable_problem():
@@ -207,9 +199,7 @@ class NormRecordingSGD(torch.optim.SGD):
         self.norms: list[float] = []
 
     def step(self, closure=None):
-        grads = [
-            p.grad.flatten() for group in self.param_groups for p in group["params"] if p.grad is not None
-        ]
+        grads = [p.grad.flatten() for group in self.param_groups for p in group["params"] if p.grad is not None]
         self.norms.append(torch.cat(grads).norm().item())
         return super().step(closure)
 
@@ -287,9 +277,7 @@ def test_train_rejects_a_model_put_on_another_device_than_the_loader():
     x, y = blobs(20, seed=11)
     model = linear_model().to("meta")
     with pytest.raises(ValueError, match=r"model is on meta but loader_train yields batches on cpu"):
-        train(
-            model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 10, device="cpu"), verbose=False
-        )
+        train(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(x, y, 10, device="cpu"), verbose=False)
 
 
 def test_train_rejects_a_device_the_loader_is_not_on():
@@ -308,9 +296,7 @@ def test_train_rejects_a_device_the_loader_is_not_on():
 def test_train_stops_on_a_nan_loss_and_suggests_a_lower_learning_rate():
     torch.manual_seed(0)
     x, y = blobs(200, seed=12)
-    model = nn.Sequential(
-        Flatten(), nn.Linear(192, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3)
-    )
+    model = nn.Sequential(Flatten(), nn.Linear(192, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=100.0, momentum=0.9)
     with pytest.raises(FloatingPointError, match="loss became nan .* Lower the learning rate"):
         train(model, optimizer, batches(x, y, 10), verbose=False)
@@ -336,36 +322,70 @@ def tiny_loaders():
     x, y = blobs(60, seed=14)
     xv, yv = blobs(30, seed=15)
     xt, yt = blobs(30, seed=16)
-    return SimpleNamespace(
-        train=batches(x, y, 10), val=batches(xv, yv, 10), test=batches(xt, yt, 10, train=False)
-    )
+    return SimpleNamespace(train=batches(x, y, 10), val=batches(xv, yv, 10), test=batches(xt, yt, 10, train=False))
 
 
-def test_compare_over_seeds_trains_each_model_per_seed_and_summarises(capsys):
+class CountingLoader(BatchList):
+    """A ``BatchList`` that counts how often it is iterated."""
+
+    def __init__(self, batches, **kwargs):
+        super().__init__(batches, **kwargs)
+        self.passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        return super().__iter__()
+
+
+def test_compare_over_seeds_ranks_on_validation_and_leaves_the_test_set_alone(capsys):
     def mlp() -> nn.Module:
         return nn.Sequential(Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, NUM_CLASSES))
 
     builders = {"linear": linear_model, "<mlp>": mlp}
     loaders = tiny_loaders()
+    xt, yt = blobs(30, seed=16)
+    loaders.test = CountingLoader(batches(xt, yt, 10, train=False), train=False)
     results = compare_over_seeds(builders, loaders, seeds=(0, 1, 2), lr=1e-2)
+    assert loaders.test.passes == 0, "the test set must not be touched unless measure_test=True"
     assert [(r["model"], r["seed"]) for r in results.rows] == [(m, s) for m in builders for s in (0, 1, 2)]
-    assert capsys.readouterr().out.count("seed") == 6
+    assert all(math.isnan(r["test_acc"]) for r in results.rows)
+    out = capsys.readouterr().out
+    assert out.count("seed") == 6 and "validation" in out and "test" not in out
 
     summary = results.summary()
     for name in builders:
-        accs = [r["test_acc"] for r in results.rows if r["model"] == name]
-        assert summary[name] == pytest.approx((sum(accs) / 3, torch.tensor(accs).std().item()))
+        accs = torch.tensor([r["val_acc"] for r in results.rows if r["model"] == name], dtype=torch.float64)
+        assert summary[name] == pytest.approx((accs.mean().item(), accs.std().item() / math.sqrt(3)))
+    assert results.ranking() == sorted(builders, key=lambda name: -summary[name][0])
     again = compare_over_seeds({"linear": linear_model}, loaders, seeds=(1,), lr=1e-2)
-    assert again.rows[0]["test_acc"] == results.rows[1]["test_acc"], "a seed must reproduce its run"
+    assert again.rows[0]["val_acc"] == results.rows[1]["val_acc"], "a seed must reproduce its run"
 
     table = results.to_markdown().splitlines()
+    assert "validation accuracy per seed" in table[0] and "standard error" in table[0] and "test" not in table[0]
     assert len(table) == 2 + len(builders)
-    best = max(summary, key=lambda name: summary[name][0])
+    best = results.ranking()[0]
     assert table[2].startswith(f"| 1 | {best} |")
-    mean, std = summary[best]
-    assert f"{mean:.2f} ± {std:.2f}" in table[2]
+    mean, error = summary[best]
+    assert f"{mean:.2f} ± {error:.2f}" in table[2]
+    assert ", ".join(f"{r['val_acc']:.2f}" for r in results.rows if r["model"] == best) in table[2]
     page = results._repr_html_()
     assert page.startswith("<table>") and "&lt;mlp&gt;" in page and "<mlp>" not in page
+
+
+def _retrained_linear(loaders) -> nn.Module:
+    """Seed 0's run of ``compare_over_seeds({"linear": linear_model}, loaders, lr=1e-2)``, done again."""
+    set_seed(0)
+    model = linear_model()
+    train(model, torch.optim.Adam(model.parameters(), lr=1e-2), loaders.train, verbose=False)
+    return model
+
+
+def test_compare_over_seeds_measures_the_test_set_only_when_asked(capsys):
+    loaders = tiny_loaders()
+    results = compare_over_seeds({"linear": linear_model}, loaders, seeds=(0,), lr=1e-2, measure_test=True)
+    (row,) = results.rows
+    assert row["test_acc"] == pytest.approx(check_accuracy(loaders.test, _retrained_linear(loaders), verbose=False))
+    assert f"test {row['test_acc']:.2f}%" in capsys.readouterr().out
 
 
 def test_compare_over_seeds_keeps_fewer_seeds_in_fast_mode(monkeypatch):
@@ -374,9 +394,11 @@ def test_compare_over_seeds_keeps_fewer_seeds_in_fast_mode(monkeypatch):
     assert [r["seed"] for r in results.rows] == [0, 1, 2, 3][: FAST_CAPS.seeds]
 
 
-def test_seed_results_std_of_a_single_run_is_zero():
+def test_seed_results_summarise_validation_accuracy_and_a_single_run_has_no_error_estimate():
     results = SeedResults([dict(model="m", seed=0, val_acc=50.0, test_acc=40.0, seconds=1.0)])
-    assert results.summary() == {"m": (40.0, 0.0)}
+    ((mean, error),) = results.summary().values()
+    assert mean == 50.0 and math.isnan(error)
+    assert "50.00 (one run)" in results.to_markdown()
 
 
 def test_train_learns_the_offline_synthetic_data_set():
@@ -384,9 +406,7 @@ def test_train_learns_the_offline_synthetic_data_set():
     from course_utils.synthetic import make_synthetic_cifar
 
     data = make_synthetic_cifar(num_train=2000, num_test=500, seed=0)
-    loader_train = TensorLoader(
-        data.train_images, data.train_labels, 64, train=True, shuffle=True, device="cpu"
-    )
+    loader_train = TensorLoader(data.train_images, data.train_labels, 64, train=True, shuffle=True, device="cpu")
     loader_test = TensorLoader(data.test_images, data.test_labels, 250, train=False, device="cpu")
     torch.manual_seed(0)
     model = nn.Sequential(

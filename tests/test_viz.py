@@ -49,9 +49,7 @@ def test_plot_history_draws_the_loss_and_both_accuracies():
     assert (ax_loss.get_title(), ax_acc.get_title()) == ("Training loss", "Accuracy")
     (loss_line,) = ax_loss.get_lines()
     assert list(loss_line.get_xdata()) == [1, 2, 3, 4, 5] and list(loss_line.get_ydata()) == history.loss
-    curves = {
-        line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax_acc.get_lines()
-    }
+    curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax_acc.get_lines()}
     assert curves == {"train (running)": ([1, 5], [10.0, 45.0]), "validation": ([1, 5], [12.0, 41.0])}
 
 
@@ -116,10 +114,10 @@ def test_plot_heatmap_shows_the_matrix_with_labels_and_can_draw_into_an_axis():
         plot_heatmap(torch.zeros(2, 3, 4))
 
 
-def test_seed_comparison_bars_are_the_means_and_error_bars_the_stds():
+def test_seed_comparison_bars_are_validation_means_and_error_bars_standard_errors():
     accs = {"vanilla": [59.8, 60.8, 57.7], "early attention": [59.4, 61.1, 60.8]}
     rows = [
-        dict(model=name, seed=seed, val_acc=0.0, test_acc=acc, seconds=1.0)
+        dict(model=name, seed=seed, val_acc=acc, test_acc=float("nan"), seconds=1.0)
         for name, values in accs.items()
         for seed, acc in enumerate(values)
     ]
@@ -130,7 +128,22 @@ def test_seed_comparison_bars_are_the_means_and_error_bars_the_stds():
     assert [t.get_text() for t in ax.get_xticklabels()] == list(accs)
     segments = bars.errorbar.lines[2][0].get_segments()
     half_lengths = [abs(seg[1][1] - seg[0][1]) / 2 for seg in segments]
-    np.testing.assert_allclose(half_lengths, [np.std(v, ddof=1) for v in accs.values()])
+    np.testing.assert_allclose(half_lengths, [np.std(v, ddof=1) / np.sqrt(3) for v in accs.values()])
     dots = [line for line in ax.get_lines() if line.get_marker() == "o"]
     assert sorted(y for line in dots for y in line.get_ydata()) == sorted(sum(accs.values(), []))
-    assert "3 seeds" in ax.get_title()
+    assert "3 seeds" in ax.get_title() and "standard error" in ax.get_title()
+    assert ax.get_ylabel() == "validation accuracy (%)"
+
+
+def test_seed_comparison_of_single_runs_draws_no_error_bars():
+    rows = [
+        dict(model=name, seed=0, val_acc=acc, test_acc=float("nan"), seconds=1.0)
+        for name, acc in (("a", 40.0), ("b", 45.0))
+    ]
+    fig = plot_seed_comparison(SeedResults(rows))
+    (ax,) = fig.axes
+    (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+    segments = bars.errorbar.lines[2][0].get_segments()
+    assert all(seg[0][1] == seg[1][1] for seg in segments)
+    assert [t.get_text() for t in ax.texts] == ["40.00 (one run)", "45.00 (one run)"]
+    assert "1 seed " in ax.get_title()

@@ -99,8 +99,9 @@ class WorkerStudent:
 
     def _request(self, message: dict, target: str) -> Any:
         """Send one request; the checked reply value, or StudentError with a message for the student."""
-        if target in self._stuck:
-            raise StudentError(self._stuck[target], Kind.TIMEOUT)
+        stuck_key = _stuck_key(message, target)
+        if stuck_key in self._stuck:
+            raise StudentError(self._stuck[stuck_key], Kind.TIMEOUT)
         child = self._worker()
         limit = min(self.timeout, self._left())
         start = time.monotonic()
@@ -111,6 +112,7 @@ class WorkerStudent:
             self._replace()
             return self._give_up(
                 target,
+                stuck_key,
                 f"`{target}` did not finish within {limit:g} s, so the grader stopped it (an endless loop, or far "
                 "too slow?)",
             )
@@ -134,14 +136,15 @@ class WorkerStudent:
         if not reply["ok"]:
             failure = wire.error(reply)
             if failure.kind is Kind.TIMEOUT or time.monotonic() - start >= limit:
-                return self._give_up(target, str(failure))
+                return self._give_up(target, stuck_key, str(failure))
             raise failure
         return reply.get("value")
 
-    def _give_up(self, target: str, message: str) -> None:
-        """Fail this request, and every later one on ``target`` at once (it would time out again)."""
+    def _give_up(self, target: str, stuck_key: str, message: str) -> None:
+        """Fail this request, and every later one on ``target`` with the same stand-ins at once (it would time
+        out again; with the grader's stand-ins for the earlier parts it may not)."""
         self.incidents.append(Incident(Kind.TIMEOUT.value, f"{target}: {message}"))
-        self._stuck[target] = f"{message} (skipped: an earlier call of `{target}` ran past the time limit)"
+        self._stuck[stuck_key] = f"{message} (skipped: an earlier call of `{target}` ran past the time limit)"
         raise StudentError(message, Kind.TIMEOUT)
 
     def close(self) -> None:
@@ -156,7 +159,12 @@ class WorkerStudent:
         return self._request({"op": "value", "name": name}, name)
 
     def describe(
-        self, target: str, args: tuple = (), kwargs: dict | None = None, attrs: tuple[str, ...] = ()
+        self,
+        target: str,
+        args: tuple = (),
+        kwargs: dict | None = None,
+        attrs: tuple[str, ...] = (),
+        substitutes: dict[str, str] | None = None,
     ) -> ModuleInfo:
         message = {
             "op": "describe",
@@ -164,6 +172,7 @@ class WorkerStudent:
             "args": tuple(args),
             "kwargs": dict(kwargs or {}),
             "attrs": tuple(attrs),
+            "substitutes": dict(substitutes or {}),
         }
         try:
             return wire.module_info(self._request(message, target))
@@ -179,3 +188,9 @@ class WorkerStudent:
             raise StudentError(
                 f"your `{call.target}` sent back a result the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
+
+
+def _stuck_key(message: dict, target: str) -> str:
+    """``target``, plus the names the request replaces with the grader's stand-ins, if any."""
+    substitutes = message.get("substitutes") or (message.get("call") or {}).get("substitutes") or {}
+    return target if not substitutes else f"{target} with stand-ins for {', '.join(sorted(substitutes))}"

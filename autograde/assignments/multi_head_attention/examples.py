@@ -1,7 +1,7 @@
 """Example submissions of notebook 2: the solution, the blank release and realistic mistakes.
 
-Each example lists the grader tests it fails. A mistake in the function also fails checks of
-``MultiHeadAttention`` whenever the module calls the student's function (as the solution does).
+Each example lists the grader tests it fails. A mistake in the function costs points in ``sdpa`` only: the
+module is graded with the grader's stand-in for the function when the student's own gives a wrong result.
 """
 
 from __future__ import annotations
@@ -17,14 +17,9 @@ WRONG_MHA = (
     "test_mha_blocked_rows",
     "test_mha_gradients",
 )
-# A wrong mask in the function: every masked check of the function and of the module that calls it.
-WRONG_MASK = (
-    "test_sdpa_masks",
-    "test_sdpa_integer_mask",
-    "test_sdpa_blocked_rows",
-    "test_mha_masks",
-    "test_mha_blocked_rows",
-)
+# A wrong mask in the function: every masked check of the function. The module is graded with the grader's
+# stand-in for the function, so it keeps its points; only its diagnostic names the function.
+WRONG_MASK = ("test_sdpa_masks", "test_sdpa_integer_mask", "test_sdpa_blocked_rows", "test_mha_with_your_own_function")
 
 SPLIT_Q = "q = self.query(query).view(N, S, H, D).transpose(1, 2)  # (N, H, S, D)"
 SPLIT_K = "k = self.key(key).view(N, T, H, D).transpose(1, 2)  # (N, H, T, D)"
@@ -85,8 +80,18 @@ EXAMPLES = [
     Example(
         "large_negative_fill",
         "forbidden scores filled with -1e9 and no zeroing: a fully blocked row gets uniform weights",
-        ("test_sdpa_blocked_rows", "test_mha_blocked_rows"),
+        ("test_sdpa_blocked_rows",),
         (Edit("sdpa", 'float("-inf")', "-1e9"), Edit("sdpa", ZERO_BLOCKED, "")),
+    ),
+    Example(
+        "mha_mask_inverted",
+        "the module itself passes the mask the wrong way round (True taken as 'blocked')",
+        ("test_mha_masks", "test_mha_blocked_rows"),
+        (
+            Edit(
+                "mha", "attn_mask, self.attn_drop)", "None if attn_mask is None else ~attn_mask.bool(), self.attn_drop)"
+            ),
+        ),
     ),
     Example(
         "dropout_in_eval",

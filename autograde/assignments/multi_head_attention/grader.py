@@ -3,12 +3,23 @@
 Tolerances: outputs, weights and gradients are compared in float64 with atol=1e-6, rtol=1e-5 (the student's
 module gets the reference weights, so only the order of floating-point operations differs). Dropout is checked
 by its statistics (fraction of dropped weights, rescaling of the survivors), never against random draws.
+
+Weighting (points follow how much of the concept a test proves): in ``sdpa`` (12) the masks weigh most, 3, since
+a mask used the wrong way round is a conceptual error, then the unmasked values 2, fully blocked rows 2 (zero
+weights, never NaN) and dropout 2; the return contract, integer masks and gradients 1 each. In ``mha`` (18) the
+masks 3, self- and cross-attention 2 each, blocked rows 2, gradients 2 and dropout 2; the contract's layers, the
+divisibility check, the output shape, the kept weights and eval-mode determinism 1 each (bookkeeping). ``mha`` is
+graded with the grader's stand-in function when the student's own ``scaled_dot_product_attention`` is wrong, so a
+mistake there costs its points once, in ``sdpa``; the 0-point diagnostic names it. A test that needs
+``attn_weights`` only as a means (dropout) measures through the output when the attribute is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import torch
@@ -18,15 +29,17 @@ from torch import nn
 from autograde.assignments.multi_head_attention import reference as ref
 from autograde.checks import (
     assert_gradients_match,
+    blame_earlier_part,
     check_dropout_statistics,
     must_raise,
+    own_or_stand_ins,
     reference_state,
     seeded,
     student_call,
 )
-from autograde.compare import assert_matches
+from autograde.compare import assert_matches, close
 from autograde.results import GradingFailure, Kind, StudentError
-from autograde.student import Call, CallResult, Student
+from autograde.student import Call, CallResult, Student, stand_ins, substituted
 
 ATOL, RTOL = 1e-6, 1e-5
 SDPA = "scaled_dot_product_attention"
@@ -44,10 +57,14 @@ BLOCKED_ROW_HINT = (
 
 def _checked(student: Student, call: Call) -> CallResult:
     """Run ``call`` and fail when it used a built-in attention it was meant to write by hand."""
-    result = student_call(student, call)
+    return forbid(student_call(student, call))
+
+
+def forbid(result: CallResult) -> CallResult:
+    """``result``, unless the call used a built-in attention it was meant to write by hand."""
     if result.forbidden_used:
         raise GradingFailure(
-            f"your {call.target} calls {', '.join(result.forbidden_used)}: the exercise is to write "
+            f"your code calls {', '.join(result.forbidden_used)}: the exercise is to write "
             "attention yourself (q @ k^T, scale, mask, softmax, dropout, @ v). Built-ins may only appear in "
             "the checks.",
             Kind.FORBIDDEN_CALL,
@@ -109,10 +126,7 @@ UNIFORM_ROW = (
     "the fully blocked row got uniform weights 1/T (blocked scores filled with a large negative number "
     f"such as -1e9 instead of -inf): {BLOCKED_ROW_HINT}"
 )
-INVERTED = (
-    "the mask is inverted: True (or 1) means 'may attend', so fill the scores where the mask is False "
-    "with -inf."
-)
+INVERTED = "the mask is inverted: True (or 1) means 'may attend', so fill the scores where the mask is False with -inf."
 AFTER_SOFTMAX = (
     "the mask is applied after the softmax, so the remaining weights no longer sum to 1: fill blocked "
     "scores with -inf before the softmax."
@@ -133,8 +147,7 @@ def _sdpa_hints(q, k, v, mask=None) -> list[tuple[Callable[[], tuple[torch.Tenso
         ),
         (
             lambda: _attend(q, k, v, mask, axis=-2),
-            "the softmax runs over the queries: normalise over the keys "
-            "(dim=-1), so each query's weights sum to 1.",
+            "the softmax runs over the queries: normalise over the keys (dim=-1), so each query's weights sum to 1.",
         ),
     ]
     if mask is not None:
@@ -158,9 +171,7 @@ def _sdpa_call(q, k, v, **kwargs) -> Call:
 def _unpack(result: CallResult) -> tuple[torch.Tensor, torch.Tensor]:
     out = result.output
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(
-            f"{SDPA} returned {type(out).__name__}; it must return a tuple (output, weights)."
-        )
+        raise AssertionError(f"{SDPA} returned {type(out).__name__}; it must return a tuple (output, weights).")
     return out[0], out[1]
 
 
@@ -190,9 +201,7 @@ def test_sdpa_returns_output_and_weights(student):
         want = ((*batch, S, D), (*batch, S, T))
         if shapes == want[::-1]:
             raise AssertionError("the tuple is in the wrong order: return (output, weights), output first.")
-        assert shapes == want, (
-            f"q {tuple(q.shape)}, k and v {tuple(k.shape)} gave shapes {shapes}; expected {want}"
-        )
+        assert shapes == want, f"q {tuple(q.shape)}, k and v {tuple(k.shape)} gave shapes {shapes}; expected {want}"
 
 
 @pytest.mark.part("sdpa")
@@ -200,13 +209,13 @@ def test_sdpa_returns_output_and_weights(student):
 def test_sdpa_matches_reference(student):
     """without a mask, output and weights match the reference (several shapes, S != T)"""
     for i, (batch, S, T, D) in enumerate([((2, 3), 4, 6, 5), ((1,), 5, 5, 8), ((3,), 2, 7, 3)]):
-        _check_sdpa(
-            student, *_qkv(batch, S, T, D, 10 * i), what=f"for q {(*batch, S, D)}, k {(*batch, T, D)}"
-        )
+        _check_sdpa(student, *_qkv(batch, S, T, D, 10 * i), what=f"for q {(*batch, S, D)}, k {(*batch, T, D)}")
 
 
+# Weights (points) of the function's checks: a mask used the wrong way round or a blocked row turned into NaN
+# is a conceptual error and weighs 3 and 2; the returned tuple's form and the integer mask weigh 1 each.
 @pytest.mark.part("sdpa")
-@pytest.mark.points(2)
+@pytest.mark.points(3)
 def test_sdpa_masks(student):
     """a causal mask, a random mask and a batched padding mask (bool, broadcast) give the reference result"""
     q, k, v = _qkv((2, 3), 5, 5, 4, 20)
@@ -236,7 +245,7 @@ def test_sdpa_integer_mask(student):
 
 
 @pytest.mark.part("sdpa")
-@pytest.mark.points(1)
+@pytest.mark.points(2)
 def test_sdpa_blocked_rows(student):
     """a query that may attend to nothing gets zero weights and output, never NaN; gradients stay finite"""
     q, k, v = _qkv((2,), 4, 5, 3, 40)
@@ -308,12 +317,39 @@ def _weights(E: int, H: int, seed: int) -> dict[str, torch.Tensor]:
     return reference_state(ref.MultiHeadAttention(E, H).double(), seed)
 
 
-def _reference(xq, xk, xv, w, H, mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference module with the weights ``w`` in eval mode: (output (N, S, E), weights (N, H, S, T))."""
-    model = ref.MultiHeadAttention(xq.shape[-1], H).double().eval()
-    model.load_state_dict(w)
-    with torch.no_grad():
-        out = model(xq, xk, xv, attn_mask=mask)
+# MultiHeadAttention is graded on its own: when the student's module gives a wrong result with their own
+# scaled_dot_product_attention, it is checked again with the grader's stand-in for that function (sigmoid
+# weights, the mask and dropout applied, no softmax), so a mistake in the function costs points in sdpa only.
+# A module that writes attention inline is checked against the reference directly.
+STAND_INS = {
+    SDPA: """
+import torch
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
+    weights = torch.sigmoid(q @ k.transpose(-2, -1))
+    if mask is not None:
+        weights = weights * mask.bool().to(weights.dtype)
+    if dropout is not None:
+        weights = dropout(weights)
+    return weights @ v, weights
+"""
+}
+STAND_IN_SDPA = stand_ins(STAND_INS)[SDPA]
+
+
+def _stand_in_attend(q, k, v, mask=None, *, scale=None, **_):
+    return STAND_IN_SDPA(q, k, v, mask)
+
+
+def _reference(xq, xk, xv, w, H, mask=None, with_stand_ins=False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference module's (output (N, S, E), weights (N, H, S, T)) in eval mode."""
+    context = substituted(vars(ref), stand_ins(STAND_INS)) if with_stand_ins else contextlib.nullcontext()
+    with context:
+        model = ref.MultiHeadAttention(xq.shape[-1], H).double().eval()
+        model.load_state_dict(w)
+        with torch.no_grad():
+            out = model(xq, xk, xv, attn_mask=mask)
     return out, model.attn_weights
 
 
@@ -341,46 +377,50 @@ WRONG_SPLIT = (
 
 
 def _mha_hints(
-    xq, xk, xv, w, H, mask=None
+    xq, xk, xv, w, H, mask=None, with_stand_ins=False
 ) -> list[tuple[Callable[[], tuple[torch.Tensor, torch.Tensor]], str]]:
     """(what a known mistake returns, as a thunk evaluated only on failure, message) pairs for the module."""
+    attend = _stand_in_attend if with_stand_ins else _attend
     E = xq.shape[-1]
     hints = []
     if H > 1:
         hints += [
-            (lambda: _mha(xq, xk, xv, w, H, mask, split=False, merge=False), WRONG_SPLIT),
-            (lambda: _mha(xq, xk, xv, w, H, mask, split=False), WRONG_SPLIT),
+            (lambda: _mha(xq, xk, xv, w, H, mask, split=False, merge=False, mask_fn=attend), WRONG_SPLIT),
+            (lambda: _mha(xq, xk, xv, w, H, mask, split=False, mask_fn=attend), WRONG_SPLIT),
             (
-                lambda: _mha(xq, xk, xv, w, H, mask, merge=False),
+                lambda: _mha(xq, xk, xv, w, H, mask, merge=False, mask_fn=attend),
                 "the heads are merged in the wrong order: transpose (N, H, S, D) back to (N, S, H, D) before "
                 "reshaping to (N, S, E).",
             ),
             (
-                lambda: _mha(xq, xk, xv, w, H, mask, scale=math.sqrt(E)),
+                lambda: _mha(xq, xk, xv, w, H, mask, scale=math.sqrt(E), mask_fn=attend),
                 "the scores are scaled by 1/sqrt(E): each head works in D = E / H dimensions, so scale by "
                 "1/sqrt(E / H) (the head_dim).",
             ),
         ]
     hints += [
-        (lambda: _mha(xq, xk, xv, w, H, mask, scale=1.0), "the 1/sqrt(head_dim) scale is missing."),
+        (lambda: _mha(xq, xk, xv, w, H, mask, scale=1.0, mask_fn=attend), "the 1/sqrt(head_dim) scale is missing."),
         (
-            lambda: _mha(xq, xk, xv, w, H, mask, proj=False),
+            lambda: _mha(xq, xk, xv, w, H, mask, proj=False, mask_fn=attend),
             "the output projection is missing: return self.proj(...) of the merged heads.",
         ),
     ]
     if xk is not xq:
-        hints.append((lambda: _mha(xq, xv, xk, w, H, mask), "the `key` and `value` inputs are swapped."))
+        hints.append(
+            (lambda: _mha(xq, xv, xk, w, H, mask, mask_fn=attend), "the `key` and `value` inputs are swapped.")
+        )
         if mask is None or xk.shape == xq.shape:
             hints.append(
                 (
-                    lambda: _mha(xq, xq, xq, w, H, mask),
+                    lambda: _mha(xq, xq, xq, w, H, mask, mask_fn=attend),
                     "keys and values are computed from `query`: use the `key` "
                     "and `value` inputs (they differ in cross-attention).",
                 )
             )
     if mask is not None:
+        hints.append((lambda: _mha(xq, xk, xv, w, H, ~mask.bool(), mask_fn=attend), INVERTED))
+    if mask is not None and not with_stand_ins:  # mistakes inside the attention function itself
         hints += [
-            (lambda: _mha(xq, xk, xv, w, H, ~mask.bool()), INVERTED),
             (lambda: _mha(xq, xk, xv, w, H, mask, mask_fn=_mask_after_softmax), AFTER_SOFTMAX),
             (lambda: _mha(xq, xk, xv, w, H, mask, mask_fn=_large_negative_fill), UNIFORM_ROW),
         ]
@@ -409,17 +449,6 @@ def _mha_call(E, H, inputs, w, mask=None, **extra) -> Call:
     )
 
 
-class _Replay(nn.Module):
-    """Stands in for a dropout layer and returns the weights one run of the student's module dropped."""
-
-    def __init__(self, weights: torch.Tensor):
-        super().__init__()
-        self.weights = weights
-
-    def forward(self, _: torch.Tensor) -> torch.Tensor:
-        return self.weights
-
-
 DROPOUT_IN_EVAL = (
     "dropout is still active in eval mode (some attention weights are exactly 0 without a mask). Use "
     "self.attn_drop (an nn.Dropout), which model.eval() switches off; F.dropout(w, p) is always on unless "
@@ -434,24 +463,42 @@ def _check_no_dropout_in_eval(result: CallResult, what: str) -> None:
         raise AssertionError(f"{what}: {DROPOUT_IN_EVAL}")
 
 
+def _graded(student, call: Call, check: Callable[[CallResult, bool], None]) -> CallResult:
+    """Check ``call`` with the student's own function, else with the stand-in (see STAND_INS); the result."""
+    results: list[CallResult] = []
+
+    def keep(result: CallResult, with_stand_ins: bool) -> None:
+        forbid(result)
+        results.append(result)
+        check(result, with_stand_ins)
+
+    own_or_stand_ins(student, call, STAND_INS, keep)
+    return results[-1]
+
+
+def _mha_check(xq, xk, xv, w, H, mask, what: str) -> Callable[[CallResult, bool], None]:
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        want, _ = _reference(xq, xk, xv, w, H, mask, with_stand_ins)
+        _nan_message(result.output, mask, f"the output {what}")
+        if mask is None:  # with a mask, zero weights may also come from a wrong mask
+            _check_no_dropout_in_eval(result, f"the output {what}")
+        assert_matches(
+            result.output,
+            want,
+            what=f"the output {what}",
+            atol=ATOL,
+            rtol=RTOL,
+            hints=_pick(_mha_hints(xq, xk, xv, w, H, mask, with_stand_ins), 0),
+        )
+
+    return check
+
+
 def _check_mha(student, shape, seed, *, cross, mask=None, what: str) -> CallResult:
     N, S, T, E, H = shape
     xq, xk, xv = _mha_inputs(shape, seed, cross=cross)
     w = _weights(E, H, seed + 3)
-    result = _checked(student, _mha_call(E, H, (xq, xk, xv), w, mask))
-    want, _ = _reference(xq, xk, xv, w, H, mask)
-    _nan_message(result.output, mask, f"the output {what}")
-    if mask is None:  # with a mask, zero weights may also come from a wrong mask
-        _check_no_dropout_in_eval(result, f"the output {what}")
-    assert_matches(
-        result.output,
-        want,
-        what=f"the output {what}",
-        atol=ATOL,
-        rtol=RTOL,
-        hints=_pick(_mha_hints(xq, xk, xv, w, H, mask), 0),
-    )
-    return result
+    return _graded(student, _mha_call(E, H, (xq, xk, xv), w, mask), _mha_check(xq, xk, xv, w, H, mask, what))
 
 
 @pytest.mark.part("mha")
@@ -462,12 +509,10 @@ def test_mha_layers_follow_the_contract(student):
         info = student.describe(MHA, (E, H), {"dropout": p}, attrs=("num_heads", "head_dim"))
         children = dict(info.children)
         for name in ("query", "key", "value", "proj"):
-            assert children.get(name) == "Linear", (
-                f"{MHA}({E}, {H}) needs an attribute `{name}` = nn.Linear(E, E)"
+            assert children.get(name) == "Linear", f"{MHA}({E}, {H}) needs an attribute `{name}` = nn.Linear(E, E)"
+            assert info.parameters.get(f"{name}.weight") == (E, E) and info.parameters.get(f"{name}.bias") == (E,), (
+                f"`{name}` of {MHA}({E}, {H}) should be nn.Linear({E}, {E}) with a bias"
             )
-            assert info.parameters.get(f"{name}.weight") == (E, E) and info.parameters.get(
-                f"{name}.bias"
-            ) == (E,), f"`{name}` of {MHA}({E}, {H}) should be nn.Linear({E}, {E}) with a bias"
         assert children.get("attn_drop") == "Dropout", "the module needs `attn_drop = nn.Dropout(dropout)`"
         assert f"(attn_drop): Dropout(p={p}" in info.text, f"attn_drop should drop with the given p={p}"
         assert info.attrs == {"num_heads": H, "head_dim": E // H}, (
@@ -475,10 +520,7 @@ def test_mha_layers_follow_the_contract(student):
         )
         assert set(info.parameters) == {
             f"{n}.{t}" for n in ("query", "key", "value", "proj") for t in ("weight", "bias")
-        }, (
-            f"{MHA} should have exactly the parameters of query, key, value and proj; it has "
-            f"{sorted(info.parameters)}"
-        )
+        }, f"{MHA} should have exactly the parameters of query, key, value and proj; it has {sorted(info.parameters)}"
 
 
 @pytest.mark.part("mha")
@@ -501,9 +543,13 @@ def test_mha_output_shape(student):
     for shape in MHA_SHAPES:
         N, S, T, E, H = shape
         inputs = tuple(x.float() for x in _mha_inputs(shape, 0))
-        out = _checked(student, Call(MHA, args=(E, H), inputs=inputs, forbidden=MHA_FORBIDDEN)).output
-        assert isinstance(out, torch.Tensor), f"forward returned {type(out).__name__}, expected a tensor"
-        assert tuple(out.shape) == (N, S, E), f"query {(N, S, E)}, key {(N, T, E)} gave {tuple(out.shape)}"
+
+        def check(result: CallResult, _: bool, N=N, S=S, T=T, E=E) -> None:
+            out = result.output
+            assert isinstance(out, torch.Tensor), f"forward returned {type(out).__name__}, expected a tensor"
+            assert tuple(out.shape) == (N, S, E), f"query {(N, S, E)}, key {(N, T, E)} gave {tuple(out.shape)}"
+
+        _graded(student, Call(MHA, args=(E, H), inputs=inputs, forbidden=MHA_FORBIDDEN), check)
 
 
 @pytest.mark.part("mha")
@@ -511,9 +557,7 @@ def test_mha_output_shape(student):
 def test_mha_self_attention(student):
     """self-attention (query = key = value) matches the reference in eval mode"""
     for i, (N, S, _, E, H) in enumerate(MHA_SHAPES):
-        _check_mha(
-            student, (N, S, S, E, H), 100 + i, cross=False, what=f"for self-attention on {(N, S, E)}, H={H}"
-        )
+        _check_mha(student, (N, S, S, E, H), 100 + i, cross=False, what=f"for self-attention on {(N, S, E)}, H={H}")
 
 
 @pytest.mark.part("mha")
@@ -522,9 +566,7 @@ def test_mha_cross_attention(student):
     """cross-attention (S != T, different key and value inputs) matches the reference in eval mode"""
     for i, shape in enumerate(s for s in MHA_SHAPES if s[1] != s[2]):
         N, S, T, E, H = shape
-        _check_mha(
-            student, shape, 110 + i, cross=True, what=f"for query {(N, S, E)}, key/value {(N, T, E)}, H={H}"
-        )
+        _check_mha(student, shape, 110 + i, cross=True, what=f"for query {(N, S, E)}, key/value {(N, T, E)}, H={H}")
 
 
 @pytest.mark.part("mha")
@@ -534,25 +576,27 @@ def test_mha_keeps_attention_weights(student):
     shape = (2, 4, 6, 12, 3)
     xq, xk, xv = _mha_inputs(shape, 120)
     w = _weights(12, 3, 121)
-    result = _checked(student, _mha_call(12, 3, (xq, xk, xv), w))
-    got = result.attrs.get("attn_weights")
-    assert isinstance(got, torch.Tensor), (
-        f"after forward, self.attn_weights is {got!r}: keep the (N, H, S, T) attention weights in it"
-    )
-    _, want = _reference(xq, xk, xv, w, 3)
-    _check_no_dropout_in_eval(result, "attn_weights")
-    assert_matches(
-        got, want, what="attn_weights", atol=ATOL, rtol=RTOL, hints=_pick(_mha_hints(xq, xk, xv, w, 3), 1)
-    )
+
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        got = result.attrs.get("attn_weights")
+        assert isinstance(got, torch.Tensor), (
+            f"after forward, self.attn_weights is {got!r}: keep the (N, H, S, T) attention weights in it"
+        )
+        _, want = _reference(xq, xk, xv, w, 3, None, with_stand_ins)
+        _check_no_dropout_in_eval(result, "attn_weights")
+        hints = _pick(_mha_hints(xq, xk, xv, w, 3, None, with_stand_ins), 1)
+        assert_matches(got, want, what="attn_weights", atol=ATOL, rtol=RTOL, hints=hints)
+
+    _graded(student, _mha_call(12, 3, (xq, xk, xv), w), check)
 
 
+# Weights (points) of the module's checks: a mask used the wrong way round or a blocked row turned into NaN
+# is a conceptual error and weighs 3 and 2; the contract's attributes and error type weigh 1 each.
 @pytest.mark.part("mha")
-@pytest.mark.points(1)
+@pytest.mark.points(3)
 def test_mha_masks(student):
     """a causal (S, S) mask and a random (S, T) mask give the reference result"""
-    _check_mha(
-        student, (2, 6, 6, 12, 3), 130, cross=False, mask=_causal(6, 6), what="with a causal (6, 6) mask"
-    )
+    _check_mha(student, (2, 6, 6, 12, 3), 130, cross=False, mask=_causal(6, 6), what="with a causal (6, 6) mask")
     _check_mha(
         student,
         (2, 4, 6, 8, 2),
@@ -564,16 +608,14 @@ def test_mha_masks(student):
 
 
 @pytest.mark.part("mha")
-@pytest.mark.points(1)
+@pytest.mark.points(2)
 def test_mha_blocked_rows(student):
     """a query that may attend to nothing gets zero weights, so its output is proj.bias; never NaN"""
     mask = _random_mask(4, 6, 140)
     mask[2] = False
-    result = _check_mha(
-        student, (2, 4, 6, 8, 2), 141, cross=True, mask=mask, what="with a fully blocked row 2"
-    )
+    result = _check_mha(student, (2, 4, 6, 8, 2), 141, cross=True, mask=mask, what="with a fully blocked row 2")
     weights = result.attrs.get("attn_weights")
-    if isinstance(weights, torch.Tensor) and weights.dim() == 4:
+    if isinstance(weights, torch.Tensor) and weights.dim() == 4:  # a missing attn_weights is graded elsewhere
         assert_matches(
             weights[:, :, 2],
             torch.zeros(2, 2, 6, dtype=torch.float64),
@@ -592,13 +634,18 @@ def test_mha_gradients(student):
         inputs = _mha_inputs(shape, 150 + i)
         w = _weights(E, H, 160 + i)
         g = seeded((N, S, E), 180 + i)
-        result = _checked(student, _mha_call(E, H, inputs, w, grad_outputs=g))
-        expected = ref.MultiHeadAttention(E, H).double().eval()
-        expected.load_state_dict(w)
-        leaves = [x.clone().requires_grad_(True) for x in inputs]
-        expected(*leaves).backward(g)
-        named = [(f"the {name} input", leaf) for name, leaf in zip(("query", "key", "value"), leaves, strict=True)]
-        assert_gradients_match(result, named, expected, on=str(shape[:3]), atol=ATOL, rtol=RTOL)
+
+        def check(result: CallResult, with_stand_ins: bool, E=E, H=H, w=w, g=g, inputs=inputs, shape=shape) -> None:
+            context = substituted(vars(ref), stand_ins(STAND_INS)) if with_stand_ins else contextlib.nullcontext()
+            with context:
+                expected = ref.MultiHeadAttention(E, H).double().eval()
+                expected.load_state_dict(w)
+                leaves = [x.clone().requires_grad_(True) for x in inputs]
+                expected(*leaves).backward(g)
+            named = [(f"the {name} input", leaf) for name, leaf in zip(("query", "key", "value"), leaves, strict=True)]
+            assert_gradients_match(result, named, expected, on=str(shape[:3]), atol=ATOL, rtol=RTOL)
+
+        _graded(student, _mha_call(E, H, inputs, w, grad_outputs=g), check)
 
 
 @pytest.mark.part("mha")
@@ -609,83 +656,104 @@ def test_mha_eval_is_deterministic(student):
     for dtype in (torch.float32, torch.float64):
         inputs = tuple(x.to(dtype) for x in _mha_inputs((2, 5, 5, E, H), 190))
         w = {k: v.to(dtype) for k, v in _weights(E, H, 191).items()}
-        outs = [
-            _checked(
-                student,
-                Call(
-                    MHA,
-                    args=(E, H),
-                    kwargs={"dropout": 0.5},
-                    inputs=inputs,
-                    state_dict=w,
-                    dtype=dtype,
-                    seed=s,
-                    forbidden=MHA_FORBIDDEN,
-                ),
-            ).output
-            for s in (0, 1)
-        ]
-        assert outs[0].dtype == dtype, f"a {dtype} input gave a {outs[0].dtype} output: do not fix the dtype"
-        assert torch.equal(outs[0], outs[1]), (
-            f"two calls in eval mode gave different outputs: {DROPOUT_IN_EVAL}"
+        call = Call(
+            MHA, args=(E, H), kwargs={"dropout": 0.5}, inputs=inputs, state_dict=w, dtype=dtype, forbidden=MHA_FORBIDDEN
         )
+
+        def check(result: CallResult, with_stand_ins: bool, dtype=dtype, call=call) -> None:
+            again = replace(call, seed=1, substitutes=STAND_INS if with_stand_ins else {})
+            first, second = result.output, student_call(student, again).output
+            assert first.dtype == dtype, f"a {dtype} input gave a {first.dtype} output: do not fix the dtype"
+            assert torch.equal(first, second), f"two calls in eval mode gave different outputs: {DROPOUT_IN_EVAL}"
+
+        _graded(student, call, check)
+
+
+def _weights_from_output(E: int, H: int, T: int, seed: int) -> tuple[tuple, dict]:
+    """Inputs and weights under which the module's output *is* its attention weights after dropout: value and
+    proj are identities and the value input holds an identity matrix per head (T = head_dim), so output
+    channel h*D + t of query s is the weight of key t in head h. Dropout can then be measured without
+    reading ``attn_weights`` (a missing attribute is graded by its own test)."""
+    D = E // H
+    assert T == D
+    w = _weights(E, H, seed)
+    w["value.weight"], w["value.bias"] = torch.eye(E, dtype=torch.float64), torch.zeros(E, dtype=torch.float64)
+    w["proj.weight"], w["proj.bias"] = torch.eye(E, dtype=torch.float64), torch.zeros(E, dtype=torch.float64)
+    N, S = 8, 16
+    xq, xk = seeded((N, S, E), seed + 1), seeded((N, T, E), seed + 2)
+    xv = torch.eye(T, dtype=torch.float64).repeat(1, H).expand(N, T, E).clone()  # (N, T, E)
+    return (xq, xk, xv), w
 
 
 @pytest.mark.part("mha")
 @pytest.mark.points(2)
 def test_mha_dropout_in_training(student):
     """in training mode attn_drop drops about p of the attention weights and rescales the rest by 1/(1-p)"""
-    p, E, H = 0.3, 16, 4
-    xq, xk, xv = _mha_inputs((8, 16, 16, E, H), 200)
-    w = _weights(E, H, 201)
-    runs = {
-        train: _checked(
-            student,
-            Call(
-                MHA,
-                args=(E, H),
-                kwargs={"dropout": p},
-                inputs=(xq, xk, xv),
-                state_dict=w,
-                dtype=torch.float64,
-                train=train,
-                attrs=("attn_weights",),
-                forbidden=MHA_FORBIDDEN,
-            ),
-        )
-        for train in (False, True)
-    }
-    clean, got = (runs[train].attrs.get("attn_weights") for train in (False, True))
-    _check_no_dropout_in_eval(runs[False], "attn_weights")
-    for weights, mode in ((clean, "eval"), (got, "training")):
-        assert isinstance(weights, torch.Tensor) and weights.shape == (8, H, 16, 16), (
-            f"after a forward pass in {mode} mode, attn_weights is {weights!r}; expected the "
-            f"(8, {H}, 16, 16) weights"
-        )
-    if (got != 0).all():
-        if torch.allclose(runs[True].output, runs[False].output, atol=ATOL, rtol=RTOL):
+    p, E, H, T = 0.3, 16, 4, 4
+    inputs, w = _weights_from_output(E, H, T, 201)
+    train = Call(
+        MHA,
+        args=(E, H),
+        kwargs={"dropout": p},
+        inputs=inputs,
+        state_dict=w,
+        dtype=torch.float64,
+        train=True,
+        attrs=("attn_weights",),
+        forbidden=MHA_FORBIDDEN,
+    )
+
+    def check(after: CallResult, with_stand_ins: bool) -> None:
+        clean = forbid(student_call(student, replace(after_call(with_stand_ins), train=False)))
+        _check_no_dropout_in_eval(clean, "attn_weights")
+        want, _ = _reference(*inputs, w, H, None, with_stand_ins)
+        forward_right = isinstance(clean.output, torch.Tensor) and close(clean.output, want, atol=ATOL, rtol=RTOL)
+        weights = [r.attrs.get("attn_weights") for r in (clean, after)]
+        if all(isinstance(x, torch.Tensor) and x.shape == (8, H, 16, T) for x in weights):
+            measured = weights  # the attribute, when it is there (its own test grades it)
+        elif forward_right:
+            measured = [r.output.view(8, 16, H, T).transpose(1, 2) for r in (clean, after)]  # (N, H, S, T)
+        else:
             raise AssertionError(
-                f"with dropout={p} in training mode nothing was dropped: pass the weights through "
+                "dropout could not be measured: attn_weights is missing and the forward pass is wrong (see the "
+                "other checks)"
+            )
+        if (measured[1] != 0).all():
+            output_dropped = isinstance(after.output, torch.Tensor) and isinstance(clean.output, torch.Tensor)
+            if output_dropped and (after.output == 0).any() and not (clean.output == 0).any():
+                raise AssertionError(
+                    f"with dropout={p} in training mode the output lost entries but no attention weight was dropped: "
+                    "apply self.attn_drop to the attention weights (not to the output)."
+                )
+            raise AssertionError(
+                f"with dropout={p} in training mode no attention weight was dropped: pass the weights through "
                 "self.attn_drop."
             )
-        raise AssertionError(
-            "attn_weights shows no dropout although the output changed in training mode: apply "
-            "self.attn_drop to the attention weights (not to the output) and keep the weights "
-            "after dropout in attn_weights."
-        )
-    check_dropout_statistics(got, clean, p, f"{MHA}(16, 4, dropout={p})")
-    clean_out, _ = _reference(xq, xk, xv, w, H)
-    if not torch.allclose(runs[False].output, clean_out, atol=ATOL, rtol=RTOL):
-        return  # the forward pass is wrong, which the other tests grade; the dropout itself is right
-    model = ref.MultiHeadAttention(E, H).double().eval()
-    model.load_state_dict(w)
-    model.attn_drop = _Replay(got)  # the reference, with the student's own weights after dropout
-    with torch.no_grad():
-        want = model(xq, xk, xv)
-    assert_matches(
-        runs[True].output,
-        want,
-        what="the output in training mode (it must use the weights after dropout)",
-        atol=ATOL,
-        rtol=RTOL,
-    )
+        check_dropout_statistics(measured[1], measured[0], p, f"{MHA}(16, 4, dropout={p})")
+        if forward_right and measured is weights:
+            assert_matches(
+                after.output.view(8, 16, H, T).transpose(1, 2),
+                weights[1],
+                what="the output in training mode (it must use attn_weights after dropout)",
+                atol=ATOL,
+                rtol=RTOL,
+            )
+
+    def after_call(with_stand_ins: bool) -> Call:
+        return replace(train, substitutes=STAND_INS if with_stand_ins else {})
+
+    _graded(student, train, check)
+
+
+@pytest.mark.part("mha")
+@pytest.mark.points(0)
+def test_mha_with_your_own_function(student):
+    """diagnostic (no points): your MultiHeadAttention with your own scaled_dot_product_attention"""
+    shape = (2, 4, 6, 8, 2)
+    xq, xk, xv = _mha_inputs(shape, 210)
+    w = _weights(8, 2, 213)
+    mask = _random_mask(4, 6, 214)
+    q, k, v = _qkv((2, 2), 4, 6, 4, 215)
+    suspect = ("scaled_dot_product_attention", lambda: _check_sdpa(student, q, k, v, mask, what="with a mask"))
+    call = _mha_call(8, 2, (xq, xk, xv), w, mask)
+    blame_earlier_part(student, call, _mha_check(xq, xk, xv, w, 2, mask, "with a mask"), [suspect], MHA)

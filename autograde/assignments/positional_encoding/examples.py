@@ -1,7 +1,8 @@
 """Example submissions of notebook 3: the solution, the blank release and realistic mistakes.
 
 Each example lists the grader tests it fails. The solution's ``sinusoidal_2d`` reuses
-``PositionalEncoding``, so a wrong table also fails the 2D values.
+``PositionalEncoding``; a wrong 1D table costs points in ``pe`` only (``sinusoidal_2d`` is graded with the
+grader's stand-in for the class), and the 2D diagnostic names it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ EXAMPLES = [
     Example(
         "sin_cos_swapped",
         "cos in the even channels and sin in the odd ones",
-        ("test_pe_values", "test_2d_values"),
+        ("test_pe_values", "test_2d_with_your_own_encoding"),
         (
             Edit("pe", SIN, "pe[:, 0::2] = torch.cos(angle)"),
             Edit("pe", COS, "pe[:, 1::2] = torch.sin(angle[:, : embed_dim // 2])"),
@@ -34,7 +35,7 @@ EXAMPLES = [
     Example(
         "odd_exponent_j",
         "odd channels use 10000^(-j/d) instead of 10000^(-(j-1)/d)",
-        ("test_pe_values", "test_2d_values"),
+        ("test_pe_values", "test_2d_with_your_own_encoding"),
         (
             Edit(
                 "pe",

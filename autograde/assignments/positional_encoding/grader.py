@@ -5,18 +5,26 @@ thing changed (:func:`formula`). Students usually compute the tables in
 float32 (up to ~1e-6 off for positions below 100, ~1e-4 at position 5,000), so values are compared with
 atol=1e-5 on short tables and atol=1e-3 on the default max_len=5000; a mistake in the formula is off by far
 more (0.1 to 2).
+
+Weighting (points follow how much of the concept a test proves): in ``pe`` (10) the table's values 3, the buffer
+(saved, moved, never trained) 2 and the forward pass 2; dropout, the length check and moving with ``.to`` 1 each.
+In ``pe2d`` (4) the 2D table's values 3 and its shape 1, graded with the grader's stand-in for the 1D table so
+that a wrong 1D table costs its points in ``pe`` only. In ``learned`` (3) the parameter, its initialisation and
+the forward pass 1 each.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 
 from autograde.assignments.positional_encoding import reference as ref
-from autograde.checks import check_dropout_statistics, seeded, student_call
+from autograde.checks import blame_earlier_part, check_dropout_statistics, own_or_stand_ins, seeded, student_call
 from autograde.compare import assert_matches
 from autograde.results import StudentError
-from autograde.student import Call
+from autograde.student import Call, CallResult, stand_ins
 
 ATOL = 1e-5
 PE = "PositionalEncoding"
@@ -87,13 +95,7 @@ def _own_table(result, S: int, E: int) -> torch.Tensor:
     """The student's own pe[:, :S] in float64 when it has a usable shape, else the formula's: forward is then
     graded on its own, whatever the table's values."""
     pe = result.attrs.get("pe")
-    if (
-        isinstance(pe, torch.Tensor)
-        and pe.dim() == 3
-        and pe.shape[0] == 1
-        and pe.shape[1] >= S
-        and pe.shape[2] == E
-    ):
+    if isinstance(pe, torch.Tensor) and pe.dim() == 3 and pe.shape[0] == 1 and pe.shape[1] >= S and pe.shape[2] == E:
         return pe[:, :S].double()
     return table(S, E)[None]
 
@@ -128,13 +130,9 @@ def test_pe_is_a_buffer(student):
         f"PositionalEncoding(8, max_len=20).pe has shape {info.buffers['pe']}; "
         "expected (1, 20, 8) = (1, max_len, embed_dim)"
     )
-    assert info.num_parameters == 0, (
-        f"PositionalEncoding should have no parameters; it has {info.num_parameters}"
-    )
+    assert info.num_parameters == 0, f"PositionalEncoding should have no parameters; it has {info.num_parameters}"
     default = student.describe(PE, (4,)).buffers.get("pe")
-    assert default == (1, 5000, 4), (
-        f"PositionalEncoding(4).pe has shape {default}; the default max_len is 5000"
-    )
+    assert default == (1, 5000, 4), f"PositionalEncoding(4).pe has shape {default}; the default max_len is 5000"
     x = seeded((1, 20, 8), 0)
     try:
         student_call(
@@ -161,9 +159,7 @@ def test_pe_values(student):
     """pe[0, i, j] follows the formula (sin for even j, cos for odd j, exponent (j - 1)/d for odd j)"""
     for E, L in [(16, 64), (6, 40), (32, 100)]:
         got = _describe_pe(student, E, L).attrs.get("pe")
-        assert isinstance(got, torch.Tensor) and got.dim() == 3, (
-            f"pe is {got!r}; expected a (1, {L}, {E}) tensor"
-        )
+        assert isinstance(got, torch.Tensor) and got.dim() == 3, f"pe is {got!r}; expected a (1, {L}, {E}) tensor"
         assert_matches(
             got[0],
             table(L, E),
@@ -173,9 +169,7 @@ def test_pe_values(student):
             hints=_pe_hints(L, E),
         )
     got = _describe_pe(student, 8).attrs.get("pe")
-    assert_matches(
-        got[0], table(5000, 8), what="PositionalEncoding(8).pe (max_len=5000)", atol=1e-3, rtol=0
-    )
+    assert_matches(got[0], table(5000, 8), what="PositionalEncoding(8).pe (max_len=5000)", atol=1e-3, rtol=0)
 
 
 @pytest.mark.part("pe")
@@ -233,9 +227,7 @@ def test_pe_dropout(student):
     if (out == 0).double().mean().item() < 0.01:
         if ((out - x) == 0).double().mean().item() > p / 2:
             raise AssertionError("dropout is applied to pe alone: apply self.dropout to the sum x + pe.")
-        raise AssertionError(
-            f"with dropout={p} in training mode nothing was dropped: return self.dropout(x + pe)."
-        )
+        raise AssertionError(f"with dropout={p} in training mode nothing was dropped: return self.dropout(x + pe).")
     check_dropout_statistics(out, clean, p, "forward in training mode", apply_to="the outputs")
 
 
@@ -273,22 +265,87 @@ def test_pe_moves_with_to(student):
         "module. Register it with register_buffer (and do not rebuild it in forward), so .to(...) converts "
         "and moves it."
     )
-    assert_matches(
-        out.double(), x.double() + _own_table(result, 10, 8), what="the bfloat16 output", atol=0.05, rtol=0
-    )
+    assert_matches(out.double(), x.double() + _own_table(result, 10, 8), what="the bfloat16 output", atol=0.05, rtol=0)
 
 
 # ---------------------------------------------------------------- sinusoidal_2d
 
 
-def grid_2d(height: int, width: int, E: int, *, swap=False, column_major=False, full_d=False) -> torch.Tensor:
-    """The 2D table (H*W, E) from the 1D formula, with mistakes switchable."""
-    half = E // 2
-    one_d = formula(max(height, width), E if full_d else half)[:, :half]  # (L, E/2)
+def grid_from(one_d: torch.Tensor, height: int, width: int, *, swap=False, column_major=False) -> torch.Tensor:
+    """The 2D table (H*W, E) from a 1D table ``one_d`` (L, E/2): row-major, row half then column half."""
+    half = one_d.shape[1]
     rows = one_d[:height, None, :].expand(height, width, half)  # (H, W, E/2)
     cols = one_d[None, :width, :].expand(height, width, half)  # (H, W, E/2)
     grid = torch.cat([cols, rows] if swap else [rows, cols], dim=-1)  # (H, W, E)
-    return (grid.transpose(0, 1) if column_major else grid).reshape(height * width, E)
+    return (grid.transpose(0, 1) if column_major else grid).reshape(height * width, 2 * half)
+
+
+def grid_2d(height: int, width: int, E: int, *, swap=False, column_major=False, full_d=False) -> torch.Tensor:
+    """The 2D table (H*W, E) from the 1D formula, with mistakes switchable."""
+    one_d = formula(max(height, width), E if full_d else E // 2)[:, : E // 2]  # (L, E/2)
+    return grid_from(one_d, height, width, swap=swap, column_major=column_major)
+
+
+# sinusoidal_2d is graded on its own: when the student's function gives a wrong table with their own
+# PositionalEncoding, it is checked again with the grader's stand-in for that class (a table that is not the
+# sinusoid), so a mistake in the 1D encoding costs points in the pe part only. A function that builds its
+# own 1D table is checked against the reference directly.
+STAND_INS = {
+    PE: """
+import torch
+from torch import nn
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, embed_dim, dropout=0.1, max_len=5000):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        i = torch.arange(max_len, dtype=torch.float64)[:, None]
+        j = torch.arange(embed_dim, dtype=torch.float64)
+        self.register_buffer("pe", torch.sin(0.37 * i + 0.91 * j + 0.05 * i * j)[None].to(torch.get_default_dtype()))
+
+    def forward(self, x):
+        return self.dropout(x + self.pe[:, : x.shape[1]])
+"""
+}
+
+
+def _stand_in_table(num_positions: int, d: int) -> torch.Tensor:
+    return in_float64(lambda: stand_ins(STAND_INS)[PE](d, 0.0, num_positions).pe[0].double())
+
+
+def _2d_check(H: int, W: int, E: int) -> Callable[[CallResult, bool], None]:
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        out = result.output
+        assert isinstance(out, torch.Tensor) and out.is_floating_point(), f"{PE2D} returned {type(out).__name__}"
+        if with_stand_ins:
+            one_d = _stand_in_table(max(H, W), E // 2)
+            want = grid_from(one_d, H, W)
+            hints = [
+                (grid_from(one_d, H, W, swap=True), HALVES_SWAPPED),
+                (grid_from(one_d, H, W, column_major=True), COLUMN_MAJOR),
+                (grid_from(_stand_in_table(max(H, W), E)[:, : E // 2], H, W), FULL_D),
+            ]
+        else:
+            want = in_float64(ref.sinusoidal_2d, H, W, E)
+            hints = [
+                (grid_2d(H, W, E, swap=True), HALVES_SWAPPED),
+                (grid_2d(H, W, E, column_major=True), COLUMN_MAJOR),
+                (grid_2d(H, W, E, full_d=True), FULL_D),
+            ]
+        assert_matches(out, want, what=f"{PE2D}({H}, {W}, {E})", atol=ATOL, rtol=0, hints=hints)
+
+    return check
+
+
+HALVES_SWAPPED = "the halves are swapped: the first E/2 channels encode the row, the last E/2 the column."
+COLUMN_MAJOR = (
+    "the positions are in column-major order: position r * width + c is row r, column c (row-major, like .flatten())."
+)
+FULL_D = (
+    "each half uses the 1D formula with d = E: it has only E/2 channels, so use d = E/2 (e.g. build the 1D table "
+    "with embed_dim // 2)."
+)
 
 
 @pytest.mark.part("pe2d")
@@ -296,13 +353,15 @@ def grid_2d(height: int, width: int, E: int, *, swap=False, column_major=False, 
 def test_2d_shape(student):
     """sinusoidal_2d(height, width, E) returns a float tensor of shape (height * width, E)"""
     for H, W, E in [(4, 6, 16), (3, 3, 8)]:
-        out = student_call(student, Call(PE2D, build=False, inputs=(H, W, E))).output
-        assert isinstance(out, torch.Tensor) and out.is_floating_point(), (
-            f"{PE2D} returned {type(out).__name__}"
-        )
-        assert tuple(out.shape) == (H * W, E), (
-            f"{PE2D}({H}, {W}, {E}) has shape {tuple(out.shape)}; expected {(H * W, E)}"
-        )
+
+        def check(result: CallResult, _: bool, H=H, W=W, E=E) -> None:
+            out = result.output
+            assert isinstance(out, torch.Tensor) and out.is_floating_point(), f"{PE2D} returned {type(out).__name__}"
+            assert tuple(out.shape) == (H * W, E), (
+                f"{PE2D}({H}, {W}, {E}) has shape {tuple(out.shape)}; expected {(H * W, E)}"
+            )
+
+        own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, check)
 
 
 @pytest.mark.part("pe2d")
@@ -310,30 +369,15 @@ def test_2d_shape(student):
 def test_2d_values(student):
     """row-major positions; the first E/2 channels encode the row, the last E/2 the column (d = E/2 each)"""
     for H, W, E in [(4, 6, 16), (5, 3, 8), (7, 2, 12)]:
-        out = student_call(student, Call(PE2D, build=False, inputs=(H, W, E))).output
-        assert_matches(
-            out,
-            in_float64(ref.sinusoidal_2d, H, W, E),
-            what=f"{PE2D}({H}, {W}, {E})",
-            atol=ATOL,
-            rtol=0,
-            hints=[
-                (
-                    grid_2d(H, W, E, swap=True),
-                    "the halves are swapped: the first E/2 channels encode the row, the last E/2 the column.",
-                ),
-                (
-                    grid_2d(H, W, E, column_major=True),
-                    "the positions are in column-major order: position r * width + c "
-                    "is row r, column c (row-major, like .flatten()).",
-                ),
-                (
-                    grid_2d(H, W, E, full_d=True),
-                    "each half uses the 1D formula with d = E: it has only E/2 channels, "
-                    "so use d = E/2 (e.g. build the 1D table with embed_dim // 2).",
-                ),
-            ],
-        )
+        own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, _2d_check(H, W, E))
+
+
+@pytest.mark.part("pe2d")
+@pytest.mark.points(0)
+def test_2d_with_your_own_encoding(student):
+    """diagnostic (no points): sinusoidal_2d with your own PositionalEncoding"""
+    suspects = [(PE, lambda: test_pe_values(student))]
+    blame_earlier_part(student, Call(PE2D, build=False, inputs=(4, 6, 16)), _2d_check(4, 6, 16), suspects, PE2D)
 
 
 # ---------------------------------------------------------------- LearnedPositionalEmbedding
@@ -355,9 +399,7 @@ def test_learned_parameter(student):
 def test_learned_init(student):
     """pos_embed starts as N(0, 0.02^2) noise"""
     P, E = 64, 100
-    result = student_call(
-        student, Call(LEARNED, args=(P, E), inputs=(torch.zeros(1, P, E),), attrs=("pos_embed",))
-    )
+    result = student_call(student, Call(LEARNED, args=(P, E), inputs=(torch.zeros(1, P, E),), attrs=("pos_embed",)))
     pos = result.attrs.get("pos_embed")
     assert isinstance(pos, torch.Tensor), f"pos_embed is {pos!r}"
     std, mean = pos.double().std().item(), pos.double().mean().item()
@@ -387,11 +429,7 @@ def test_learned_forward(student):
                 grad_outputs=g,
             ),
         )
-        assert_matches(
-            result.output, x + pos[:, :S], what=f"forward on x of shape {(N, S, E)}", atol=1e-12, rtol=0
-        )
+        assert_matches(result.output, x + pos[:, :S], what=f"forward on x of shape {(N, S, E)}", atol=1e-12, rtol=0)
         want = torch.zeros_like(pos)
         want[:, :S] = g.sum(0)
-        assert_matches(
-            result.param_grads.get("pos_embed"), want, what="the gradient of pos_embed", atol=1e-12, rtol=0
-        )
+        assert_matches(result.param_grads.get("pos_embed"), want, what="the gradient of pos_embed", atol=1e-12, rtol=0)

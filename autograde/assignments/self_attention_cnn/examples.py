@@ -2,14 +2,14 @@
 
 from autograde.examples import BLANK, Edit, Example, solution
 
-MODELS = ("early_attention_cnn", "late_attention_cnn", "double_attention_cnn")
 # A wrong Attention keeps only the checks that do not compare values: its layers, the output shape and
-# eval-mode determinism; the models keep their architecture checks but not their outputs.
+# eval-mode determinism. The models are graded with the grader's stand-in for Attention, so they keep every
+# point; only their diagnostic (no points) says that their difference comes from Attention.
 WRONG_ATTENTION = (
     "test_forward_square_maps",
     "test_forward_non_square_maps",
     "test_gradients",
-    *(f"test_model_output[{m}]" for m in MODELS),
+    "test_models_with_your_own_attention",
 )
 
 EXAMPLES = [

@@ -2,6 +2,13 @@
 
 Tolerances: forward outputs and gradients are compared in float64 with atol=1e-6, rtol=1e-5 (the student's
 module is converted with the reference weights, so only the order of floating-point operations differs).
+
+Weighting (points follow how much of the concept a test proves): ``attention`` 10 = the forward pass on square
+maps 3 and on non-square maps 2 (the attention itself: scale, softmax axis, residual, reshape back), gradients 2,
+and 1 each for the contract's layers, the output shape and eval-mode determinism (bookkeeping). ``models`` 6 = per
+model its layers 1 and its output 1, graded with the grader's stand-in for ``Attention`` so that a wrong block
+costs its points in ``attention`` only (the 0-point diagnostic names it). ``q1`` 1, ``sagan`` 2 (starts as the
+identity 1, forward and gradients 1).
 """
 
 from __future__ import annotations
@@ -13,10 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from autograde.assignments.self_attention_cnn import reference as ref
-from autograde.checks import assert_gradients_match, check_choice, reference_state, seeded, student_call
+from autograde.checks import (
+    assert_gradients_match,
+    blame_earlier_part,
+    check_choice,
+    own_or_stand_ins,
+    reference_state,
+    seeded,
+    student_call,
+)
 from autograde.compare import assert_matches
 from autograde.results import StudentError
-from autograde.student import Call
+from autograde.student import Call, stand_ins, substituted
 
 ATOL, RTOL = 1e-6, 1e-5
 # (N, C, H, W): square and non-square maps, a batch of one, channel counts that are not powers of two.
@@ -43,14 +58,23 @@ def _known_mistakes(x: torch.Tensor, w: dict[str, torch.Tensor]) -> list[tuple[t
     wrong_axis = (F.softmax(scores / math.sqrt(C), 1) @ v.transpose(1, 2)).transpose(1, 2).reshape(N, C, H, W)
     scrambled = (F.softmax(scores / math.sqrt(C), -1) @ v.transpose(1, 2)).reshape(N, C, H, W)
     return [
-        (x + channels, "your output matches attention over channels (a C x C matrix), not over positions "
-                       "(an H*W x H*W matrix): reshape q and k to (N, H*W, C) before q @ k^T."),
+        (
+            x + channels,
+            "your output matches attention over channels (a C x C matrix), not over positions "
+            "(an H*W x H*W matrix): reshape q and k to (N, H*W, C) before q @ k^T.",
+        ),
         (x + no_scale, "the 1/sqrt(C) scale is missing: divide the scores q @ k^T by math.sqrt(C)."),
-        (x + wrong_axis, "the softmax runs over the wrong axis: normalise over the keys (dim=-1 of the "
-                         "(N, H*W, H*W) scores), so each query's weights sum to 1."),
+        (
+            x + wrong_axis,
+            "the softmax runs over the wrong axis: normalise over the keys (dim=-1 of the "
+            "(N, H*W, H*W) scores), so each query's weights sum to 1.",
+        ),
         (good, "the residual is missing: return x + attention output."),
-        (x + scrambled, "the (N, H*W, C) result is reshaped straight to (N, C, H, W): transpose it to "
-                        "(N, C, H*W) first, or channels and positions get mixed."),
+        (
+            x + scrambled,
+            "the (N, H*W, C) result is reshaped straight to (N, C, H, W): transpose it to "
+            "(N, C, H*W) first, or channels and positions get mixed.",
+        ),
     ]
 
 
@@ -85,8 +109,14 @@ def _check_forward(student, shape, seed):
     expected.load_state_dict(w)
     with torch.no_grad():
         want = expected(x)
-    assert_matches(result.output, want, what=f"Attention forward on input {shape}", atol=ATOL, rtol=RTOL,
-                   hints=_known_mistakes(x, w))
+    assert_matches(
+        result.output,
+        want,
+        what=f"Attention forward on input {shape}",
+        atol=ATOL,
+        rtol=RTOL,
+        hints=_known_mistakes(x, w),
+    )
 
 
 @pytest.mark.part("attention")
@@ -136,55 +166,111 @@ def test_eval_mode_is_deterministic_and_device_free(student):
     shape = (2, 4, 3, 3)
     for dtype in (torch.float32, torch.float64):
         x = seeded(shape, 40, dtype)
-        outs = [student_call(student, Call("Attention", args=(4,), inputs=(x,), seed=s,
-                                           state_dict=_weights(4, 41), dtype=dtype)).output for s in (0, 1)]
+        outs = [
+            student_call(
+                student, Call("Attention", args=(4,), inputs=(x,), seed=s, state_dict=_weights(4, 41), dtype=dtype)
+            ).output
+            for s in (0, 1)
+        ]
         assert outs[0].dtype == dtype, f"a {dtype} input gave a {outs[0].dtype} output: do not fix the dtype"
         assert torch.equal(outs[0], outs[1]), "two calls in eval mode gave different outputs"
 
 
-def _check_model(student, name: str):
-    factory = getattr(ref, name)
-    expected = factory().double()
+# The models are graded on their own: when the student's Attention is wrong, the models are checked again with
+# the grader's stand-in for it (a gated 1x1 convolution with the contract's three layers, not attention), so a
+# mistake in Attention costs points in the attention part only.
+STAND_INS = {
+    "Attention": """
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, in_channels):
+        super().__init__()
+        self.conv_query = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+        self.conv_key = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+        self.conv_value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
+
+    def forward(self, x):
+        return x + self.conv_value(x) * torch.sigmoid(self.conv_query(x) + self.conv_key(x))
+"""
+}
+MODELS = ["early_attention_cnn", "late_attention_cnn", "double_attention_cnn"]
+
+
+def _reference_model(name: str, with_stand_ins: bool) -> torch.nn.Module:
+    if not with_stand_ins:
+        return getattr(ref, name)().double()
+    with substituted(vars(ref), stand_ins(STAND_INS)):
+        return getattr(ref, name)().double()
+
+
+def _check_architecture(info, name: str, expected: torch.nn.Module) -> None:
     want_layers = [type(m).__name__ for m in expected]
-    info = student.describe(name)
     got_layers = [t for _, t in info.children]
     assert info.type_name == "Sequential", f"{name}() should return an nn.Sequential, got {info.type_name}"
-    assert got_layers == want_layers, (
-        f"{name}() has layers {got_layers}; expected {want_layers}"
-    )
+    assert got_layers == want_layers, f"{name}() has layers {got_layers}; expected {want_layers}"
     ref_count = sum(p.numel() for p in expected.parameters())
     assert info.num_parameters == ref_count, (
         f"{name}() has {info.num_parameters:,} parameters; expected {ref_count:,} (check the channel counts)"
     )
 
 
-def _check_model_output(student, name: str):
-    expected = getattr(ref, name)().double()
-    w = reference_state(expected, 50, scale=0.05)
+def _model_call(name: str) -> tuple[Call, dict[str, torch.Tensor], torch.Tensor]:
+    w = reference_state(_reference_model(name, False), 50, scale=0.05)
     x = seeded((2, 3, 32, 32), 51)
-    try:
-        result = student_call(student, Call(name, inputs=(x,), state_dict=w, dtype=torch.float64))
-    except StudentError as exc:
-        raise StudentError(f"{exc}\nThe layer order or sizes differ from the specification.") from None
-    with torch.no_grad():
-        want = expected(x)
-    assert_matches(result.output, want, what=f"{name}() output for a batch of 2 images", atol=1e-5, rtol=1e-4)
+    return Call(name, inputs=(x,), state_dict=w, dtype=torch.float64), w, x
+
+
+def _output_check(name: str, w: dict, x: torch.Tensor):
+    def check(result, with_stand_ins: bool) -> None:
+        expected = _reference_model(name, with_stand_ins)
+        expected.load_state_dict(w)
+        with torch.no_grad():
+            want = expected(x)
+        assert_matches(result.output, want, what=f"{name}() output for a batch of 2 images", atol=1e-5, rtol=1e-4)
+
+    return check
 
 
 @pytest.mark.part("models")
 @pytest.mark.points(1)
-@pytest.mark.parametrize("name", ["early_attention_cnn", "late_attention_cnn", "double_attention_cnn"])
+@pytest.mark.parametrize("name", MODELS)
 def test_model_architecture(student, name):
     """the model has the specified layers in order and the reference parameter count"""
-    _check_model(student, name)
+    try:
+        _check_architecture(student.describe(name), name, _reference_model(name, False))
+    except (AssertionError, StudentError) as own:
+        try:
+            info = student.describe(name, substitutes=STAND_INS)
+        except StudentError:
+            raise own from None
+        _check_architecture(info, name, _reference_model(name, True))
 
 
 @pytest.mark.part("models")
 @pytest.mark.points(1)
-@pytest.mark.parametrize("name", ["early_attention_cnn", "late_attention_cnn", "double_attention_cnn"])
+@pytest.mark.parametrize("name", MODELS)
 def test_model_output(student, name):
     """with the reference weights the model's scores (N, 10) match the reference"""
-    _check_model_output(student, name)
+    call, w, x = _model_call(name)
+    try:
+        own_or_stand_ins(student, call, STAND_INS, _output_check(name, w, x))
+    except StudentError as exc:
+        raise StudentError(
+            f"{exc}\nThe layer order or sizes differ from the specification.", exc.kind, exc.exc_type
+        ) from None
+
+
+@pytest.mark.part("models")
+@pytest.mark.points(0)
+def test_models_with_your_own_attention(student):
+    """diagnostic (no points): the three models with your own Attention match the reference"""
+    suspects = [("Attention", lambda: _check_forward(student, (2, 4, 3, 5), 52))]
+    for name in MODELS:
+        call, w, x = _model_call(name)
+        blame_earlier_part(student, call, _output_check(name, w, x), suspects, f"{name}()")
 
 
 @pytest.mark.part("q1")
@@ -208,8 +294,9 @@ def test_sagan_starts_as_identity(student):
     want = {n: tuple(p.shape) for n, p in ref.SAGANAttention(16, 4).named_parameters()}
     assert info.parameters == want, f"SAGANAttention(16, k=4) has parameters {info.parameters}; expected {want}"
     x = seeded((2, 16, 4, 6), 60)
-    out = student_call(student, Call("SAGANAttention", args=(16,), kwargs={"k": 4}, inputs=(x,),
-                                     dtype=torch.float64)).output
+    out = student_call(
+        student, Call("SAGANAttention", args=(16,), kwargs={"k": 4}, inputs=(x,), dtype=torch.float64)
+    ).output
     assert_matches(out, x, what="a freshly built SAGANAttention (gamma = 0)", atol=1e-6, rtol=0)
 
 
@@ -220,14 +307,22 @@ def test_sagan_forward_and_gradients(student):
     for i, (shape, k) in enumerate([((2, 16, 4, 6), 4), ((1, 24, 6, 6), 8)]):
         C = shape[1]
         x, g, w = seeded(shape, 70 + i), seeded(shape, 80 + i), _sagan_weights(C, k, 90 + i)
-        result = student_call(student, Call("SAGANAttention", args=(C,), kwargs={"k": k}, inputs=(x,),
-                                            state_dict=w, dtype=torch.float64, grad_outputs=g))
+        result = student_call(
+            student,
+            Call(
+                "SAGANAttention",
+                args=(C,),
+                kwargs={"k": k},
+                inputs=(x,),
+                state_dict=w,
+                dtype=torch.float64,
+                grad_outputs=g,
+            ),
+        )
         expected = ref.SAGANAttention(C, k).double()
         expected.load_state_dict(w)
         xr = x.clone().requires_grad_(True)
         want = expected(xr)
         want.backward(g)
-        assert_matches(result.output, want.detach(), what=f"SAGANAttention forward on {shape}", atol=ATOL,
-                       rtol=RTOL)
-        assert_matches(result.input_grads[0], xr.grad, what=f"the gradient of the input {shape}", atol=ATOL,
-                       rtol=RTOL)
+        assert_matches(result.output, want.detach(), what=f"SAGANAttention forward on {shape}", atol=ATOL, rtol=RTOL)
+        assert_matches(result.input_grads[0], xr.grad, what=f"the gradient of the input {shape}", atol=ATOL, rtol=RTOL)

@@ -75,6 +75,7 @@ SCHEMA: dict[str, Allowed] = {
     "num_classes": Allowed(int, (10,)),
     "dropout": Allowed(float, low=0.0, high=0.9),
     "pool": Allowed(str, ref.POOLS),
+    "pos_encoding": Allowed(str, ref.POSITIONAL_ENCODINGS),
 }
 MAX_MACS_PER_IMAGE = 1.5e9
 

@@ -2,17 +2,19 @@
 
 No example carries a checkpoint (a submission folder holds only the notebook here), so the checkpoint tests
 fail with their "no checkpoint" message throughout; tests/test_checkpoint_grading.py grades real checkpoints.
-A mistake in a building block also fails the value checks of the parts built on it: the ViT keeps only its
-structure and output-shape checks when its patches, layers or attention are wrong.
+A mistake in a building block costs points in its own part only: the parts built on it are graded with the
+grader's stand-ins, and only their diagnostics (no points) say which earlier part is at fault.
 """
 
 from autograde.examples import BLANK, Edit, Example, solution
 
 NO_CHECKPOINT = ("test_checkpoint_reaches_the_target", "test_checkpoint_reaches_the_bonus_tier")
 WRONG_VIT = ("test_vit_forward_mean_pool", "test_vit_forward_cls_pool", "test_vit_gradients")
-PATCHIFY = """x = x.reshape(N, C, H // p, p, W // p, p)  # (N, C, H/p, p, W/p, p)
-        x = x.permute(0, 2, 4, 1, 3, 5)  # (N, H/p, W/p, C, p, p)
-        x = x.reshape(N, (H // p) * (W // p), C * p * p)  # (N, L, C*p*p)"""
+BLAMED = "test_vit_with_your_own_parts"  # the diagnostic that names an earlier part
+WRONG_PATCHES = ("test_patch_embedding_forward", "test_patch_embedding_non_square", "test_patch_embedding_gradients")
+PATCHIFY = """x = x.reshape(N, C, h // p, p, w // p, p)  # (N, C, h/p, p, w/p, p)
+        x = x.permute(0, 2, 4, 1, 3, 5)  # (N, h/p, w/p, C, p, p)
+        x = x.reshape(N, (h // p) * (w // p), C * p * p)  # (N, M, C*p*p)"""
 PRE_NORM = """h = self.norm1(x)
         x = x + self.dropout(self.self_attn(h, h, h))
         return x + self.dropout(self.mlp(self.norm2(x)))"""
@@ -24,22 +26,22 @@ EXAMPLES = [
     BLANK,
     Example(
         "view_patchify",
-        "patches cut with x.view(N, -1, C*p*p), as a seed student did",
-        (
-            *NO_CHECKPOINT,
-            *WRONG_VIT,
-            "test_patch_embedding_forward",
-            "test_patch_embedding_non_square",
-            "test_patch_embedding_gradients",
-        ),
+        "patches cut with x.view(N, -1, C*p*p)",
+        (*NO_CHECKPOINT, BLAMED, *WRONG_PATCHES),
         edits=(Edit("patch_embed", PATCHIFY, "x = x.view(N, -1, C * p * p)"),),
+    ),
+    Example(
+        "patches_channels_last",
+        "one wrong permute: each patch flattened in (p, p, C) order instead of (C, p, p)",
+        (*NO_CHECKPOINT, BLAMED, *WRONG_PATCHES),
+        edits=(Edit("patch_embed", "x.permute(0, 2, 4, 1, 3, 5)", "x.permute(0, 2, 4, 3, 5, 1)"),),
     ),
     Example(
         "post_norm",
         "a post-norm encoder layer: x = norm(x + f(x))",
         (
             *NO_CHECKPOINT,
-            *WRONG_VIT,
+            BLAMED,
             "test_encoder_layer_forward",
             "test_encoder_layer_is_pre_norm",
             "test_encoder_layer_gradients",
@@ -51,7 +53,7 @@ EXAMPLES = [
         "ReLU instead of GELU in the MLP",
         (
             *NO_CHECKPOINT,
-            *WRONG_VIT,
+            BLAMED,
             "test_encoder_layer_structure",
             "test_encoder_layer_forward",
             "test_encoder_layer_gradients",
@@ -66,13 +68,13 @@ EXAMPLES = [
     ),
     Example(
         "pe_added_twice",
-        "the positional encoding is added again after PositionalEncoding already added it",
+        "the positional encoding is applied twice",
         (*NO_CHECKPOINT, *WRONG_VIT),
         edits=(
             Edit(
                 "vit",
                 "x = self.positional_encoding(x)",
-                "x = self.positional_encoding(x)\n        x = x + self.positional_encoding.pe[:, : x.shape[1]]",
+                "x = self.positional_encoding(x)\n        x = self.positional_encoding(x)",
             ),
         ),
     ),
@@ -85,14 +87,7 @@ EXAMPLES = [
     Example(
         "mha_without_projection",
         "the pasted MultiHeadAttention skips its output projection",
-        (
-            *NO_CHECKPOINT,
-            *WRONG_VIT,
-            "test_reused_multi_head_attention",
-            "test_encoder_layer_forward",
-            "test_encoder_layer_is_pre_norm",
-            "test_encoder_layer_gradients",
-        ),
+        (*NO_CHECKPOINT, BLAMED, "test_reused_multi_head_attention", "test_encoder_layer_with_your_own_attention"),
         edits=(Edit("reused", "return self.proj(out)", "return out"),),
     ),
     Example(
@@ -109,7 +104,7 @@ EXAMPLES = [
     ),
     Example(
         "wrong_choice",
-        "Inline Question 1 answered 'about 4x'",
+        "Inline Question 5 answered 'about 4x'",
         (*NO_CHECKPOINT, "test_inline_question_cost"),
         edits=(Edit("q_cost", "answer_q_cost = 3", "answer_q_cost = 2"),),
     ),

@@ -3,10 +3,23 @@
 Outputs and gradients are compared in float64 with the reference weights copied in, atol=1e-6, rtol=1e-5 (only
 the order of floating-point operations differs). Models are small (images of 8 to 12 pixels, two layers) so
 every part runs in about a second. The checkpoint part evaluates the trained model submitted with the notebook
-(see :mod:`autograde.checkpoint_grading`).
+(see :mod:`autograde.assignments.vision_transformer.checkpoint`).
+
+Weighting (points follow how much of the concept a test proves): the forward passes weigh most (patch vectors 2,
+encoder layer 2, ViT with mean and with class-token pooling 2 each), then the properties that show the idea (the
+pre-norm identity 1, non-square images 1, gradients 1 each); contracts, shapes and size checks 1 each. The
+pasted modules of notebooks 2 and 3 get 1 each here (their own notebooks grade them). The encoder layer and the
+ViT are graded with the grader's stand-ins for the earlier parts when the student's own are wrong, so every
+mistake costs its points once, in the part where it is made; 0-point diagnostics name the earlier part. The three
+other positional encodings 1 each, the rollout 2, the multiple-choice question 1, the checkpoint 3 (2 for the
+45% target, 1 for the 65% bonus tier).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,11 +29,19 @@ from autograde.assignments.multi_head_attention import reference as mha_ref
 from autograde.assignments.positional_encoding import reference as pe_ref
 from autograde.assignments.vision_transformer import checkpoint as ckpt
 from autograde.assignments.vision_transformer import reference as ref
-from autograde.checks import assert_gradients_match, check_choice, reference_state, seeded, student_call
+from autograde.checks import (
+    assert_gradients_match,
+    blame_earlier_part,
+    check_choice,
+    own_or_stand_ins,
+    reference_state,
+    seeded,
+    student_call,
+)
 from autograde.compare import assert_matches
 from autograde.eval_data import EvaluationDataUnavailable
 from autograde.results import GradingFailure, Kind, StudentError
-from autograde.student import Call
+from autograde.student import Call, CallResult, stand_ins, substituted
 
 ATOL, RTOL = 1e-6, 1e-5
 ANSWER_Q_COST = 3  # tokens x4 -> attention scores x16
@@ -92,9 +113,9 @@ def _layer(layer: ref.TransformerEncoderLayer, x: torch.Tensor, mistake: str = "
 
 
 def _vit(model: ref.VisionTransformer, x: torch.Tensor, mistake: str = "") -> torch.Tensor:
-    """The reference ViT, or a known mistake in it, on images x (N, C, H, W) -> (N, classes)."""
-    p = model.patch_embed.patch_size
-    tokens = model.patch_embed.proj(_patches(x, p, "view" if mistake == "view" else ""))  # (N, L, E)
+    """The ViT ``model`` (its own parts, the reference's or the stand-ins), or a known mistake in how it composes
+    them, on images x (N, C, H, W) -> (N, classes)."""
+    tokens = model.patch_embed(x)  # (N, L, E)
     pe = model.positional_encoding.pe
     cls = model.cls_token.expand(len(x), -1, -1) if model.pool == "cls" else None
     if cls is not None and mistake == "cls_without_pe":
@@ -105,7 +126,7 @@ def _vit(model: ref.VisionTransformer, x: torch.Tensor, mistake: str = "") -> to
         times = {"no_pe": 0, "pe_twice": 2}.get(mistake, 1)
         tokens = tokens + times * pe[:, : tokens.shape[1]]
     for layer in model.layers:
-        tokens = _layer(layer, tokens, mistake)
+        tokens = layer(tokens)
     if mistake != "no_final_norm":
         tokens = model.norm(tokens)
     if model.pool == "mean" or mistake == "cls_mean":
@@ -137,13 +158,11 @@ LAYER_HINTS = {
     ),
     "relu": "the MLP uses ReLU; the ViT MLP uses GELU (nn.GELU()).",
     "no_residual": (
-        "the residual connections are missing: add the input back, x = x + attention(...), then "
-        "x = x + mlp(...)."
+        "the residual connections are missing: add the input back, x = x + attention(...), then x = x + mlp(...)."
     ),
     "one_norm": "norm1 is used before the MLP too; the MLP branch has its own LayerNorm, norm2.",
 }
 VIT_HINTS = {
-    "view": "the patches are cut with x.view(N, -1, C*p*p): fix PatchEmbedding first (its test says how).",
     "pe_twice": (
         "the positional encoding is added twice: self.positional_encoding(x) already returns x + pe "
         "(then dropout); do not add pe again."
@@ -152,15 +171,12 @@ VIT_HINTS = {
     "no_final_norm": (
         "the final LayerNorm is missing: apply self.norm to the tokens after the last layer, before pooling."
     ),
-    "relu": "the encoder layers' MLP uses ReLU instead of GELU (see TransformerEncoderLayer).",
-    "post_norm": "the encoder layers are post-norm; fix TransformerEncoderLayer first (pre-norm).",
 }
 CLS_HINTS = {
     "cls_mean": "with pool='cls' the head reads the class token, x[:, 0]; your model averages all tokens.",
     "cls_last": "the class token goes first: torch.cat([cls, patches], dim=1), and the head reads x[:, 0].",
     "cls_without_pe": (
-        "prepend the class token before the positional encoding, so it gets position 0 and the "
-        "patches positions 1..L."
+        "prepend the class token before the positional encoding, so it gets position 0 and the patches positions 1..L."
     ),
 }
 
@@ -170,8 +186,8 @@ CLS_HINTS = {
 # ----------------------------------------------------------------------------------------------------------
 
 REUSED_FIX = (
-    "The encoder layer and the ViT below are built on it: fix it in its own notebook (whose checks "
-    "name the mistake) and paste it here again."
+    "Fix it in its own notebook (whose checks name the mistake) and paste it here again. The encoder layer and "
+    "the ViT are graded with the grader's stand-ins, so this mistake costs no points there."
 )
 
 
@@ -179,52 +195,35 @@ REUSED_FIX = (
 @pytest.mark.points(1)
 def test_reused_multi_head_attention(student):
     """the pasted MultiHeadAttention matches notebook 2's reference (self- and cross-attention)"""
-    for i, (E, H, S, T) in enumerate([(12, 3, 5, 5), (8, 2, 3, 6)]):
-        model = mha_ref.MultiHeadAttention(E, H).double().eval()
-        w = reference_state(model, 100 + i)
-        q, kv = seeded((2, S, E), 110 + i), seeded((2, T, E), 120 + i)
-        result = student_call(
-            student,
-            Call("MultiHeadAttention", args=(E, H), inputs=(q, kv, kv), state_dict=w, dtype=torch.float64),
-        )
-        with torch.no_grad():
-            want = model(q, kv, kv)
-        try:
-            assert_matches(
-                result.output,
-                want,
-                what=f"MultiHeadAttention({E}, {H}) on query {(2, S, E)} and key/value {(2, T, E)}",
-                atol=ATOL,
-                rtol=RTOL,
-            )
-        except AssertionError as exc:
-            raise AssertionError(f"{exc} {REUSED_FIX}") from None
+    try:
+        _reused_mha_check(student)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} {REUSED_FIX}") from None
+
+
+def _reused_pe_check(student) -> None:
+    """The pasted PositionalEncoding against notebook 3's reference (raises when it differs)."""
+    info = student.describe("PositionalEncoding", (10,), {"dropout": 0.1, "max_len": 20})
+    assert info.buffers.get("pe") == (1, 20, 10), (
+        f"PositionalEncoding(10, max_len=20) has buffers {info.buffers}; expected pe of shape (1, 20, 10) "
+        "(registered with register_buffer)."
+    )
+    assert not info.parameters, f"PositionalEncoding should have no parameters, found {list(info.parameters)}"
+    x = seeded((2, 7, 10), 130)
+    call = Call(
+        "PositionalEncoding", args=(10,), kwargs={"dropout": 0.1, "max_len": 20}, inputs=(x,), dtype=torch.float64
+    )
+    out = student_call(student, call).output
+    want = x + pe_ref.sinusoidal_1d(20, 10).double()[:7]
+    assert_matches(out, want, what="PositionalEncoding on (2, 7, 10) in eval mode", atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.part("reused")
 @pytest.mark.points(1)
 def test_reused_positional_encoding(student):
     """the pasted PositionalEncoding keeps the buffer pe (1, max_len, E) and adds it (notebook 3)"""
-    info = student.describe("PositionalEncoding", (10,), {"dropout": 0.1, "max_len": 20})
-    assert info.buffers.get("pe") == (1, 20, 10), (
-        f"PositionalEncoding(10, max_len=20) has buffers {info.buffers}; expected pe of shape (1, 20, 10) "
-        f"(registered with register_buffer). {REUSED_FIX}"
-    )
-    assert not info.parameters, f"PositionalEncoding should have no parameters, found {list(info.parameters)}"
-    x = seeded((2, 7, 10), 130)
-    out = student_call(
-        student,
-        Call(
-            "PositionalEncoding",
-            args=(10,),
-            kwargs={"dropout": 0.1, "max_len": 20},
-            inputs=(x,),
-            dtype=torch.float64,
-        ),
-    ).output
-    want = x + pe_ref.sinusoidal_1d(20, 10).double()[:7]
     try:
-        assert_matches(out, want, what="PositionalEncoding on (2, 7, 10) in eval mode", atol=1e-6, rtol=1e-5)
+        _reused_pe_check(student)
     except AssertionError as exc:
         raise AssertionError(f"{exc} {REUSED_FIX}") from None
 
@@ -298,9 +297,7 @@ def test_patch_embedding_rejects_indivisible_sizes(student):
         assert exc.raised("ValueError"), f"PatchEmbedding(30, 4) raised, but not a ValueError: {exc}"
         return
     try:
-        student_call(
-            student, Call("PatchEmbedding", args=(32, 4), inputs=(seeded((1, 3, 30, 30), 21).float(),))
-        )
+        student_call(student, Call("PatchEmbedding", args=(32, 4), inputs=(seeded((1, 3, 30, 30), 21).float(),)))
     except StudentError as exc:
         if exc.kind is not Kind.STUDENT_ERROR:
             raise
@@ -324,48 +321,167 @@ def test_patch_embedding_gradients(student):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Stand-ins for the earlier parts. The encoder layer and the ViT are graded on their own: when the student's
+# composition gives a wrong result with their own parts, it is checked again with these (simple modules with
+# the contract's names and shapes, not the solutions), so an earlier part's mistake costs its own part only.
+# ----------------------------------------------------------------------------------------------------------
+
+STAND_IN_MHA = """
+import torch
+from torch import nn
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, embed_dim, num_heads, dropout=0.1):
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, embed_dim // num_heads
+        self.query = nn.Linear(embed_dim, embed_dim)
+        self.key = nn.Linear(embed_dim, embed_dim)
+        self.value = nn.Linear(embed_dim, embed_dim)
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.attn_drop = nn.Dropout(dropout)
+        self.attn_weights = None
+
+    def forward(self, query, key, value, attn_mask=None):
+        gate = torch.sigmoid(self.query(query) * self.key(key).mean(1, keepdim=True))
+        return self.proj(self.attn_drop(gate) * self.value(value).mean(1, keepdim=True))
+"""
+STAND_INS_LAYER = {"MultiHeadAttention": STAND_IN_MHA}
+STAND_INS_VIT = {
+    "PatchEmbedding": """
+from torch import nn
+
+
+class PatchEmbedding(nn.Module):
+    def __init__(self, img_size, patch_size, in_channels=3, embed_dim=128):
+        super().__init__()
+        self.patch_size = patch_size
+        self.num_patches = (img_size // patch_size) ** 2
+        self.proj = nn.Linear(in_channels * patch_size * patch_size, embed_dim)
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        return self.proj(x.reshape(N, -1, C * self.patch_size * self.patch_size))
+""",
+    "PositionalEncoding": """
+import torch
+from torch import nn
+
+
+class PositionalEncoding(nn.Module):
+    def __init__(self, embed_dim, dropout=0.1, max_len=5000):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("pe", torch.zeros(1, max_len, embed_dim))
+
+    def forward(self, x):
+        return self.dropout(x + self.pe[:, : x.shape[1]])
+""",
+    "sinusoidal_2d": """
+import torch
+
+
+def sinusoidal_2d(height, width, embed_dim):
+    i = torch.arange(height * width, dtype=torch.float64)[:, None]
+    j = torch.arange(embed_dim, dtype=torch.float64)
+    return torch.cos(0.29 * i + 0.83 * j + 0.07 * i * j).to(torch.get_default_dtype())
+""",
+    "LearnedPositionalEmbedding": """
+import torch
+from torch import nn
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    def __init__(self, num_positions, embed_dim):
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_positions, embed_dim))
+
+    def forward(self, x):
+        return x + 0.5 * self.pos_embed[:, : x.shape[1]]
+""",
+    "TransformerEncoderLayer": STAND_IN_MHA
+    + """
+
+class TransformerEncoderLayer(nn.Module):
+    def __init__(self, embed_dim, num_heads, dim_feedforward, dropout=0.1):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(embed_dim)
+        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout)
+        self.norm2 = nn.LayerNorm(embed_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(embed_dim, dim_feedforward), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim_feedforward, embed_dim)
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        h = self.norm1(x)
+        return x + self.dropout(self.mlp(self.norm2(self.self_attn(h, h, h))))
+""",
+}
+
+
+def _with(stand_in_sources: dict[str, str], enabled: bool):
+    """The reference modules built with the stand-ins (when ``enabled``) in place of the earlier parts."""
+    return substituted(vars(ref), stand_ins(stand_in_sources)) if enabled else contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------------------------
 # TransformerEncoderLayer
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _layer_run(student, args, shape, seed, *, grad=False, weights=None):
-    model = ref.TransformerEncoderLayer(*args).double().eval()
-    w = weights if weights is not None else reference_state(model, seed)
+def _layer_model(args, w, with_stand_ins: bool, **kwargs) -> torch.nn.Module:
+    with _with(STAND_INS_LAYER, with_stand_ins):
+        model = ref.TransformerEncoderLayer(*args, **kwargs).double().eval()
     model.load_state_dict(w)
+    return model
+
+
+def _layer_call(
+    args, shape, seed, *, grad=False, weights=None, **kwargs
+) -> tuple[Call, dict, torch.Tensor, torch.Tensor]:
+    w = weights if weights is not None else reference_state(ref.TransformerEncoderLayer(*args).double(), seed)
     x = seeded(shape, seed + 1)
     g = seeded(shape, seed + 2) if grad else None
-    result = student_call(
-        student,
-        Call(
-            "TransformerEncoderLayer",
-            args=args,
-            inputs=(x,),
-            state_dict=w,
-            dtype=torch.float64,
-            grad_outputs=g,
-        ),
+    call = Call(
+        "TransformerEncoderLayer", args=args, inputs=(x,), state_dict=w, dtype=torch.float64, grad_outputs=g, **kwargs
     )
-    return model, x, g, result
+    return call, w, x, g
 
 
-@pytest.mark.part("encoder_layer")
-@pytest.mark.points(1)
-def test_encoder_layer_structure(student):
-    """the layer has norm1, self_attn, norm2, mlp (Linear, GELU, Dropout, Linear) and dropout"""
-    E, H, F_ = LAYER_CASES[0][0]
-    info = student.describe("TransformerEncoderLayer", (E, H, F_))
+def _layer_forward_check(args, shape, w, x) -> Callable[[CallResult, bool], None]:
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        model = _layer_model(args, w, with_stand_ins)
+        with torch.no_grad():
+            want = model(x)
+            hints = [(_layer(model, x, m), msg) for m, msg in LAYER_HINTS.items()]
+        assert_matches(
+            result.output, want, what=f"TransformerEncoderLayer{args} on {shape}", atol=ATOL, rtol=RTOL, hints=hints
+        )
+
+    return check
+
+
+def _assert_children(info, owner: str, **want: str) -> None:
+    """Check that ``owner``'s module has each attribute of ``want`` (attribute -> class name) as a direct child."""
     children = dict(info.children)
-    want = {
-        "norm1": "LayerNorm",
-        "self_attn": "MultiHeadAttention",
-        "norm2": "LayerNorm",
-        "mlp": "Sequential",
-        "dropout": "Dropout",
-    }
     for name, kind in want.items():
         assert children.get(name) == kind, (
-            f"TransformerEncoderLayer needs an attribute `{name}` = {kind}(...); found {children.get(name)}"
+            f"{owner} needs an attribute `{name}` = {kind}(...); found {children.get(name)}"
         )
+    return children
+
+
+def _check_layer_structure(info, E, H, F_) -> None:
+    _assert_children(
+        info,
+        "TransformerEncoderLayer",
+        norm1="LayerNorm",
+        self_attn="MultiHeadAttention",
+        norm2="LayerNorm",
+        mlp="Sequential",
+        dropout="Dropout",
+    )
     assert "GELU" in info.text and "ReLU" not in info.text, (
         "the MLP should be Linear - GELU - Dropout - Linear (the ViT MLP uses GELU, not ReLU)"
     )
@@ -376,23 +492,42 @@ def test_encoder_layer_structure(student):
     )
 
 
+def _own_or_stand_in_structure(student, target: str, args, kwargs, stand_in_sources, check) -> None:
+    """``check(info)`` on the student's module, else on it built with the stand-ins for its earlier parts."""
+    try:
+        check(student.describe(target, args, kwargs))
+    except (AssertionError, StudentError) as own:
+        if isinstance(own, StudentError) and own.kind is not Kind.STUDENT_ERROR:
+            raise
+        try:
+            info = student.describe(target, args, kwargs, substitutes=stand_in_sources)
+        except StudentError:
+            raise own from None
+        check(info)
+
+
+@pytest.mark.part("encoder_layer")
+@pytest.mark.points(1)
+def test_encoder_layer_structure(student):
+    """the layer has norm1, self_attn, norm2, mlp (Linear, GELU, Dropout, Linear) and dropout"""
+    E, H, F_ = LAYER_CASES[0][0]
+    _own_or_stand_in_structure(
+        student,
+        "TransformerEncoderLayer",
+        (E, H, F_),
+        {},
+        STAND_INS_LAYER,
+        lambda info: _check_layer_structure(info, E, H, F_),
+    )
+
+
 @pytest.mark.part("encoder_layer")
 @pytest.mark.points(2)
 def test_encoder_layer_forward(student):
     """forward matches the pre-norm reference (several shapes, one head, E/H not a power of two)"""
     for i, (args, shape) in enumerate(LAYER_CASES):
-        model, x, _, result = _layer_run(student, args, shape, seed=40 + 3 * i)
-        with torch.no_grad():
-            want = model(x)
-            hints = [(_layer(model, x, m), msg) for m, msg in LAYER_HINTS.items()]
-        assert_matches(
-            result.output,
-            want,
-            what=f"TransformerEncoderLayer{args} on {shape}",
-            atol=ATOL,
-            rtol=RTOL,
-            hints=hints,
-        )
+        call, w, x, _ = _layer_call(args, shape, 40 + 3 * i)
+        own_or_stand_ins(student, call, STAND_INS_LAYER, _layer_forward_check(args, shape, w, x))
 
 
 @pytest.mark.part("encoder_layer")
@@ -403,15 +538,20 @@ def test_encoder_layer_is_pre_norm(student):
     w = reference_state(ref.TransformerEncoderLayer(*args).double(), 50)
     for name in ("self_attn.proj.weight", "self_attn.proj.bias", "mlp.3.weight", "mlp.3.bias"):
         w[name] = torch.zeros_like(w[name])
-    model, x, _, result = _layer_run(student, args, shape, 50, weights=w)
-    assert_matches(
-        result.output,
-        x,
-        what="the layer with zero output projections",
-        atol=ATOL,
-        rtol=RTOL,
-        hints=[(_layer(model, x, "post_norm").detach(), LAYER_HINTS["post_norm"])],
-    )
+    call, _, x, _ = _layer_call(args, shape, 50, weights=w)
+
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        model = _layer_model(args, w, with_stand_ins)
+        assert_matches(
+            result.output,
+            x,
+            what="the layer with zero output projections",
+            atol=ATOL,
+            rtol=RTOL,
+            hints=[(_layer(model, x, "post_norm").detach(), LAYER_HINTS["post_norm"])],
+        )
+
+    own_or_stand_ins(student, call, STAND_INS_LAYER, check)
 
 
 @pytest.mark.part("encoder_layer")
@@ -419,10 +559,15 @@ def test_encoder_layer_is_pre_norm(student):
 def test_encoder_layer_gradients(student):
     """gradients with respect to the input and every weight match the reference"""
     args, shape = LAYER_CASES[1]
-    model, x, g, result = _layer_run(student, args, shape, 60, grad=True)
-    xr = x.clone().requires_grad_(True)
-    model(xr).backward(g)
-    assert_gradients_match(result, [("the input", xr)], model, on=str(shape), atol=ATOL, rtol=RTOL)
+    call, w, x, g = _layer_call(args, shape, 60, grad=True)
+
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        model = _layer_model(args, w, with_stand_ins)
+        xr = x.clone().requires_grad_(True)
+        model(xr).backward(g)
+        assert_gradients_match(result, [("the input", xr)], model, on=str(shape), atol=ATOL, rtol=RTOL)
+
+    own_or_stand_ins(student, call, STAND_INS_LAYER, check)
 
 
 @pytest.mark.part("encoder_layer")
@@ -430,30 +575,45 @@ def test_encoder_layer_gradients(student):
 def test_encoder_layer_dropout(student):
     """eval mode is deterministic; train mode applies dropout"""
     args, shape = LAYER_CASES[0]
-    model = ref.TransformerEncoderLayer(*args).double()
-    w = reference_state(model, 70)
-    x = seeded(shape, 71)
+    call, w, x, _ = _layer_call(args, shape, 70, kwargs={"dropout": 0.5})
 
-    def run(train, seed):
-        return student_call(
-            student,
-            Call(
-                "TransformerEncoderLayer",
-                args=args,
-                kwargs={"dropout": 0.5},
-                inputs=(x,),
-                state_dict=w,
-                dtype=torch.float64,
-                train=train,
-                seed=seed,
-            ),
-        ).output
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        def run(train, seed):
+            again = replace(call, train=train, seed=seed, substitutes=STAND_INS_LAYER if with_stand_ins else {})
+            return student_call(student, again).output
 
-    assert torch.equal(run(False, 0), run(False, 1)), "two calls in eval mode gave different outputs"
-    assert not torch.allclose(run(True, 0), run(False, 0)), (
-        "with dropout=0.5 the output in train mode equals the output in eval mode: pass dropout to the "
-        "attention and use self.dropout on both branches"
-    )
+        assert torch.equal(result.output, run(False, 1)), "two calls in eval mode gave different outputs"
+        assert not torch.allclose(run(True, 0), result.output), (
+            "with dropout=0.5 the output in train mode equals the output in eval mode: pass dropout to the "
+            "attention and use self.dropout on both branches"
+        )
+
+    own_or_stand_ins(student, call, STAND_INS_LAYER, check)
+
+
+def _reused_mha_check(student) -> None:
+    """The pasted MultiHeadAttention against notebook 2's reference (raises when it differs)."""
+    for i, (E, H, S, T) in enumerate([(12, 3, 5, 5), (8, 2, 3, 6)]):
+        model = mha_ref.MultiHeadAttention(E, H).double().eval()
+        w = reference_state(model, 100 + i)
+        q, kv = seeded((2, S, E), 110 + i), seeded((2, T, E), 120 + i)
+        result = student_call(
+            student, Call("MultiHeadAttention", args=(E, H), inputs=(q, kv, kv), state_dict=w, dtype=torch.float64)
+        )
+        with torch.no_grad():
+            want = model(q, kv, kv)
+        what = f"MultiHeadAttention({E}, {H}) on query {(2, S, E)} and key/value {(2, T, E)}"
+        assert_matches(result.output, want, what=what, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.part("encoder_layer")
+@pytest.mark.points(0)
+def test_encoder_layer_with_your_own_attention(student):
+    """diagnostic (no points): your TransformerEncoderLayer with your own MultiHeadAttention"""
+    args, shape = LAYER_CASES[0]
+    call, w, x, _ = _layer_call(args, shape, 75)
+    suspects = [("MultiHeadAttention", lambda: _reused_mha_check(student))]
+    blame_earlier_part(student, call, _layer_forward_check(args, shape, w, x), suspects, "TransformerEncoderLayer")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -461,50 +621,92 @@ def test_encoder_layer_dropout(student):
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _vit_reference(student, kwargs: dict, seed: int) -> tuple[ref.VisionTransformer, dict[str, torch.Tensor]]:
-    """The reference model and its weights, ``pe`` as long as the student's (any max_len >= tokens works)."""
-    model = ref.VisionTransformer(**kwargs).double()
-    pe_shape = student.describe("VisionTransformer", kwargs=kwargs).buffers.get("positional_encoding.pe")
-    if pe_shape is not None and len(pe_shape) == 3 and pe_shape[1] >= model.positional_encoding.pe.shape[1]:
-        model.positional_encoding = pe_ref.PositionalEncoding(
-            kwargs["embed_dim"], max_len=pe_shape[1]
-        ).double()
-    return model, reference_state(model, seed)
+def _pe_length(student, kwargs: dict) -> int | None:
+    """The length of the student's positional table (any max_len >= tokens works), when it has one."""
+    try:
+        pe_shape = student.describe("VisionTransformer", kwargs=kwargs).buffers.get("positional_encoding.pe")
+    except StudentError:
+        try:
+            info = student.describe("VisionTransformer", kwargs=kwargs, substitutes=STAND_INS_VIT)
+        except StudentError:
+            return None
+        pe_shape = info.buffers.get("positional_encoding.pe")
+    return pe_shape[1] if pe_shape is not None and len(pe_shape) == 3 else None
 
 
-def _vit_run(student, kwargs, seed, *, grad=False, n=2):
-    model, w = _vit_reference(student, kwargs, seed)
+def _vit_model(kwargs: dict, w: dict, pe_length: int | None, with_stand_ins: bool) -> ref.VisionTransformer:
+    with _with(STAND_INS_VIT, with_stand_ins):
+        model = ref.VisionTransformer(**kwargs).double()
+        if pe_length is not None and pe_length >= model.positional_encoding.pe.shape[1]:
+            model.positional_encoding = ref.PositionalEncoding(kwargs["embed_dim"], max_len=pe_length).double()
     model.load_state_dict(w)
-    model.eval()
+    return model.eval()
+
+
+def _vit_call(student, kwargs, seed, *, grad=False, n=2):
+    """The call, the weights (the reference's, ``pe`` as long as the student's), x, g and the pe length."""
+    pe_length = _pe_length(student, kwargs)
+    model = _vit_model(kwargs, reference_state(ref.VisionTransformer(**kwargs).double(), 0), None, False)
+    if pe_length is not None and pe_length >= model.positional_encoding.pe.shape[1]:
+        model.positional_encoding = pe_ref.PositionalEncoding(kwargs["embed_dim"], max_len=pe_length).double()
+    w = reference_state(model, seed)
     size, C = kwargs["img_size"], kwargs["in_channels"]
     x = seeded((n, C, size, size), seed + 1)
     g = seeded((n, kwargs["num_classes"]), seed + 2) if grad else None
-    result = student_call(
-        student,
-        Call(
-            "VisionTransformer", kwargs=kwargs, inputs=(x,), state_dict=w, dtype=torch.float64, grad_outputs=g
-        ),
-    )
-    return model, x, g, result
+    call = Call("VisionTransformer", kwargs=kwargs, inputs=(x,), state_dict=w, dtype=torch.float64, grad_outputs=g)
+    return call, w, x, g, pe_length
+
+
+def _vit_check(kwargs, w, x, pe_length, hints: dict[str, str]) -> Callable[[CallResult, bool], None]:
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        model = _vit_model(kwargs, w, pe_length, with_stand_ins)
+        with torch.no_grad():
+            want = model(x)
+            alternatives = [(_vit(model, x, m), msg) for m, msg in hints.items()]
+        assert_matches(
+            result.output,
+            want,
+            what=f"VisionTransformer({_kwargs(kwargs)}) scores",
+            atol=ATOL,
+            rtol=RTOL,
+            hints=alternatives,
+        )
+
+    return check
 
 
 def _check_vit(student, kwargs, seed, hints: dict[str, str]):
-    model, x, _, result = _vit_run(student, kwargs, seed)
-    with torch.no_grad():
-        want = model(x)
-        alternatives = [(_vit(model, x, m), msg) for m, msg in hints.items()]
-    assert_matches(
-        result.output,
-        want,
-        what=f"VisionTransformer({_kwargs(kwargs)}) scores",
-        atol=ATOL,
-        rtol=RTOL,
-        hints=alternatives,
-    )
+    call, w, x, _, pe_length = _vit_call(student, kwargs, seed)
+    own_or_stand_ins(student, call, STAND_INS_VIT, _vit_check(kwargs, w, x, pe_length, hints))
 
 
 def _kwargs(kwargs: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _check_vit_structure(info, kwargs) -> None:
+    _assert_children(
+        info,
+        "VisionTransformer",
+        patch_embed="PatchEmbedding",
+        positional_encoding="PositionalEncoding",
+        layers="ModuleList",
+        norm="LayerNorm",
+        head="Linear",
+    )
+    want_params = {n: tuple(p.shape) for n, p in ref.VisionTransformer(**kwargs).named_parameters()}
+    missing = sorted(want_params.keys() - info.parameters.keys())
+    unexpected = sorted(info.parameters.keys() - want_params.keys())
+    resized = sorted(k for k in want_params.keys() & info.parameters.keys() if want_params[k] != info.parameters[k])
+    assert not (missing or unexpected or resized), (
+        f"VisionTransformer({_kwargs(kwargs)}): missing parameters {missing}, unexpected {unexpected}, "
+        f"wrong shapes {resized}"
+        + (
+            " (cls_token is a parameter of shape (1, 1, embed_dim), only with pool='cls')"
+            if any("cls" in k for k in missing + unexpected)
+            else ""
+        )
+    )
 
 
 @pytest.mark.part("vit")
@@ -512,33 +714,13 @@ def _kwargs(kwargs: dict) -> str:
 def test_vit_structure(student):
     """the model has patch_embed, positional_encoding, layers, norm, head; cls_token only with pool='cls'"""
     for kwargs in (VIT_MEAN, VIT_CLS):
-        info = student.describe("VisionTransformer", kwargs=kwargs)
-        children = dict(info.children)
-        want = {
-            "patch_embed": "PatchEmbedding",
-            "positional_encoding": "PositionalEncoding",
-            "layers": "ModuleList",
-            "norm": "LayerNorm",
-            "head": "Linear",
-        }
-        for name, kind in want.items():
-            assert children.get(name) == kind, (
-                f"VisionTransformer needs an attribute `{name}` = {kind}(...); found {children.get(name)}"
-            )
-        want_params = {n: tuple(p.shape) for n, p in ref.VisionTransformer(**kwargs).named_parameters()}
-        missing = sorted(want_params.keys() - info.parameters.keys())
-        unexpected = sorted(info.parameters.keys() - want_params.keys())
-        resized = sorted(
-            k for k in want_params.keys() & info.parameters.keys() if want_params[k] != info.parameters[k]
-        )
-        assert not (missing or unexpected or resized), (
-            f"VisionTransformer({_kwargs(kwargs)}): missing parameters {missing}, unexpected {unexpected}, "
-            f"wrong shapes {resized}"
-            + (
-                " (cls_token is a parameter of shape (1, 1, embed_dim), only with pool='cls')"
-                if any("cls" in k for k in missing + unexpected)
-                else ""
-            )
+        _own_or_stand_in_structure(
+            student,
+            "VisionTransformer",
+            (),
+            kwargs,
+            STAND_INS_VIT,
+            lambda info, kwargs=kwargs: _check_vit_structure(info, kwargs),
         )
 
 
@@ -548,10 +730,14 @@ def test_vit_output_shape(student):
     """forward maps (N, C, H, W) to scores (N, num_classes)"""
     for kwargs in (VIT_MEAN, VIT_SMALL, VIT_CLS):
         x = seeded((3, kwargs["in_channels"], kwargs["img_size"], kwargs["img_size"]), 80).float()
-        out = student_call(student, Call("VisionTransformer", kwargs=kwargs, inputs=(x,))).output
-        want = (3, kwargs["num_classes"])
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        assert got == want, f"VisionTransformer({_kwargs(kwargs)}) gave {got} for 3 images; expected {want}"
+
+        def check(result: CallResult, _: bool, kwargs=kwargs) -> None:
+            out = result.output
+            want = (3, kwargs["num_classes"])
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            assert got == want, f"VisionTransformer({_kwargs(kwargs)}) gave {got} for 3 images; expected {want}"
+
+        own_or_stand_ins(student, Call("VisionTransformer", kwargs=kwargs, inputs=(x,)), STAND_INS_VIT, check)
 
 
 @pytest.mark.part("vit")
@@ -573,10 +759,79 @@ def test_vit_forward_cls_pool(student):
 @pytest.mark.points(1)
 def test_vit_gradients(student):
     """gradients with respect to the images and every weight match the reference (pool='cls')"""
-    model, x, g, result = _vit_run(student, VIT_CLS, 110, grad=True)
-    xr = x.clone().requires_grad_(True)
-    model(xr).backward(g)
-    assert_gradients_match(result, [("the images", xr)], model, atol=ATOL, rtol=RTOL)
+    call, w, x, g, pe_length = _vit_call(student, VIT_CLS, 110, grad=True)
+
+    def check(result: CallResult, with_stand_ins: bool) -> None:
+        model = _vit_model(VIT_CLS, w, pe_length, with_stand_ins)
+        xr = x.clone().requires_grad_(True)
+        model(xr).backward(g)
+        assert_gradients_match(result, [("the images", xr)], model, atol=ATOL, rtol=RTOL)
+
+    own_or_stand_ins(student, call, STAND_INS_VIT, check)
+
+
+POSITIONAL_MODULES = {"sin2d": "PositionalEncoding", "learned": "LearnedPositionalEmbedding", "none": "Identity"}
+
+
+@pytest.mark.part("vit")
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", list(POSITIONAL_MODULES))
+def test_vit_positional_encoding_choices(student, kind):
+    """pos_encoding='sin2d', 'learned' or 'none' builds that encoding (the forward pass is graded with 'sin1d')"""
+    kwargs = {**VIT_CLS, "pos_encoding": kind}
+
+    def structure(info) -> None:
+        got = dict(info.children).get("positional_encoding")
+        assert got == POSITIONAL_MODULES[kind], (
+            f"with pos_encoding={kind!r}, positional_encoding should be a {POSITIONAL_MODULES[kind]}; found {got}"
+        )
+
+    _own_or_stand_in_structure(student, "VisionTransformer", (), kwargs, STAND_INS_VIT, structure)
+    if kind == "none":
+        return
+    attr = {"sin2d": "positional_encoding.pe", "learned": "positional_encoding.pos_embed"}[kind]
+
+    def table(result: CallResult, with_stand_ins: bool) -> None:
+        with _with(STAND_INS_VIT, with_stand_ins):
+            want = getattr(ref.VisionTransformer(**kwargs).positional_encoding, attr.split(".")[1]).double()
+        got = result.attrs.get(attr)
+        if kind == "learned":  # random at initialisation: only its shape is fixed
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            assert shape == tuple(want.shape), (
+                f"pos_embed should have the shape (1, number of tokens with the class token, E) = "
+                f"{tuple(want.shape)}; found {shape}"
+            )
+            return
+        assert_matches(
+            got.double() if isinstance(got, torch.Tensor) else got,
+            want,
+            what="the 2D positional table (zeros for the class token, then the patches row by row)",
+            atol=1e-5,
+            rtol=0,
+        )
+
+    x = seeded((1, 3, 8, 8), 130).float()
+    call = Call("VisionTransformer", kwargs=kwargs, inputs=(x,), attrs=(attr,))
+    own_or_stand_ins(student, call, STAND_INS_VIT, table)
+
+
+@pytest.mark.part("vit")
+@pytest.mark.points(0)
+def test_vit_with_your_own_parts(student):
+    """diagnostic (no points): your VisionTransformer with your own PatchEmbedding, encoding and layers"""
+    call, w, x, _, pe_length = _vit_call(student, VIT_MEAN, 120)
+    args, shape = LAYER_CASES[0]
+    layer_call, lw, lx, _ = _layer_call(args, shape, 121)
+    suspects = [
+        ("PatchEmbedding", lambda: _check_patches(student, *PATCH_CASES[0], seed=122)),
+        ("PositionalEncoding", lambda: _reused_pe_check(student)),
+        (
+            "TransformerEncoderLayer",
+            lambda: _layer_forward_check(args, shape, lw, lx)(student_call(student, layer_call), False),
+        ),
+        ("MultiHeadAttention", lambda: _reused_mha_check(student)),
+    ]
+    blame_earlier_part(student, call, _vit_check(VIT_MEAN, w, x, pe_length, {}), suspects, "VisionTransformer")
 
 
 # ----------------------------------------------------------------------------------------------------------

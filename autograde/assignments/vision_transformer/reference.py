@@ -7,16 +7,20 @@ attention follow; a final LayerNorm, then the mean over the tokens (or a learned
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from autograde.assignments.multi_head_attention.reference import MultiHeadAttention
-from autograde.assignments.positional_encoding.reference import PositionalEncoding
+from autograde.assignments.positional_encoding.reference import (
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    sinusoidal_2d,
+)
 
 POOLS = ("mean", "cls")
+POSITIONAL_ENCODINGS = ("sin1d", "sin2d", "learned", "none")
 
 
 def _check_divisible(height: int, width: int, patch_size: int) -> None:
@@ -76,11 +80,36 @@ class TransformerEncoderLayer(nn.Module):
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
+def positional_encoding(kind: str, embed_dim: int, dropout: float, side: int, with_class_token: bool) -> nn.Module:
+    """The positional encoding of a (side x side) grid of patch tokens, after an optional class token.
+
+    "sin1d": notebook 3's PositionalEncoding, positions numbered row by row (the class token is position 0);
+    "sin2d": the same module with its table ``pe`` replaced by the 2D sinusoid of the grid (zeros for the
+    class token), E divisible by 4; "learned": notebook 3's LearnedPositionalEmbedding over all tokens;
+    "none": no positional information at all (``nn.Identity``).
+    """
+    tokens = side * side + (1 if with_class_token else 0)
+    if kind == "sin1d":
+        return PositionalEncoding(embed_dim, dropout, max_len=tokens)
+    if kind == "sin2d":
+        module = PositionalEncoding(embed_dim, dropout, max_len=tokens)
+        with torch.no_grad():
+            module.pe.zero_()
+            module.pe[0, tokens - side * side :] = sinusoidal_2d(side, side, embed_dim)
+        return module
+    if kind == "learned":
+        return LearnedPositionalEmbedding(tokens, embed_dim)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"pos_encoding={kind!r} is not supported: use one of {', '.join(POSITIONAL_ENCODINGS)}.")
+
+
 class VisionTransformer(nn.Module):
     """ViT for small images: patches -> + sinusoidal positions -> encoder layers -> LayerNorm -> pool -> head.
 
     pool="mean" averages all tokens; pool="cls" prepends a learned ``cls_token`` (1, 1, E) (zeros at first)
-    and classifies from it. The positional encoding covers every token, the class token included.
+    and classifies from it. The positional encoding (``pos_encoding``, see :func:`positional_encoding`) covers
+    every token, the class token included.
     forward: (N, C, H, W) with H = W = img_size -> scores (N, num_classes).
     """
 
@@ -96,6 +125,7 @@ class VisionTransformer(nn.Module):
         num_classes: int = 10,
         dropout: float = 0.1,
         pool: str = "mean",
+        pos_encoding: str = "sin1d",
     ):
         super().__init__()
         if pool not in POOLS:
@@ -106,7 +136,9 @@ class VisionTransformer(nn.Module):
         if pool == "cls":
             self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
             num_tokens += 1
-        self.positional_encoding = PositionalEncoding(embed_dim, dropout, max_len=num_tokens)
+        self.positional_encoding = positional_encoding(
+            pos_encoding, embed_dim, dropout, img_size // patch_size, with_class_token=pool == "cls"
+        )
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(embed_dim, num_heads, dim_feedforward, dropout) for _ in range(num_layers)
         )
@@ -123,72 +155,6 @@ class VisionTransformer(nn.Module):
         x = self.norm(x)
         x = x[:, 0] if self.pool == "cls" else x.mean(dim=1)  # (N, E)
         return self.head(x)  # (N, num_classes)
-
-
-# The training recipe: Muon for the encoder layers' weight matrices and AdamW for the other parameters, one
-# linear warm-up then cosine decay for both, gradient clipping, small batches, no dropout, and random crops and
-# flips (get_loaders(augment=True)) on schedules of RECIPE_AUGMENT_FROM_EPOCHS epochs or more (they slow the
-# first epochs down and pay off later; weight decay regularises short runs).
-RECIPE_CONFIG = dict(
-    img_size=32,
-    patch_size=4,
-    embed_dim=128,
-    num_layers=6,
-    num_heads=4,
-    dim_feedforward=256,
-    dropout=0.0,
-    pool="mean",
-)
-RECIPE_BATCH_SIZE = 32
-RECIPE_AUGMENT_FROM_EPOCHS = 10
-RECIPE_LR = 1e-3
-RECIPE_WEIGHT_DECAY = 0.05
-RECIPE_WARMUP = 0.1
-RECIPE_CLIP_GRAD_NORM = 1.0
-
-
-def recipe_optimizers(
-    model: nn.Module,
-    epochs: int,
-    steps_per_epoch: int,
-    *,
-    lr: float = RECIPE_LR,
-    weight_decay: float = RECIPE_WEIGHT_DECAY,
-    warmup: float = RECIPE_WARMUP,
-) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LambdaLR]]:
-    """Muon and AdamW, and a schedule for each: a linear warm-up over the first ``warmup`` of the steps to
-    ``lr``, then a cosine decay to zero at the last step. Pass both lists to ``train``.
-
-    Muon takes the weight matrices of ``model.layers`` (attention and MLP); its updates are rescaled to the
-    size of AdamW's (``adjust_lr_fn="match_rms_adamw"``), so one ``lr`` and one ``weight_decay`` serve both.
-    AdamW takes the rest: the patch embedding and the head with weight decay, biases, LayerNorm weights and
-    the class token without.
-    """
-    hidden = {id(p) for p in model.layers.parameters() if p.requires_grad and p.ndim == 2}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in hidden]
-    muon = torch.optim.Muon(
-        [p for p in model.parameters() if id(p) in hidden],
-        lr=lr,
-        weight_decay=weight_decay,
-        adjust_lr_fn="match_rms_adamw",
-    )
-    adamw = torch.optim.AdamW(
-        [
-            {"params": [p for p in rest if p.ndim == 2], "weight_decay": weight_decay},
-            {"params": [p for p in rest if p.ndim != 2], "weight_decay": 0.0},
-        ],
-        lr=lr,
-    )
-    total = max(epochs * steps_per_epoch, 1)
-    warm = max(round(warmup * total), 1)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min((step - warm) / max(total - warm, 1), 1.0)))
-
-    optimizers = [muon, adamw]
-    return optimizers, [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in optimizers]
 
 
 def attention_rollout(weights: Sequence[torch.Tensor]) -> torch.Tensor:

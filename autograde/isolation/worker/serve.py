@@ -162,7 +162,11 @@ def _dispatch(message, student, torch):
         return student.value(message["name"])
     if op == "describe":
         info = student.describe(
-            message["target"], tuple(message["args"]), dict(message["kwargs"]), tuple(message["attrs"])
+            message["target"],
+            tuple(message["args"]),
+            dict(message["kwargs"]),
+            tuple(message["attrs"]),
+            dict(message.get("substitutes") or {}),
         )
         return _fields(info)
     if op == "call":

@@ -1,0 +1,1 @@
+"""Notebook local attention: grader.py, reference.py, examples.py (see autograde.course)."""
