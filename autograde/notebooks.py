@@ -75,7 +75,3 @@ def without_markers(text: str) -> str:
 
 def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
-
-
-def cells_by_id(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
-    return {grade_id(c): c for c in nb.cells if grade_id(c)}

@@ -14,9 +14,8 @@ from torch import nn
 
 from autograde.assignments.local_attention import examples as ex
 from autograde.assignments.local_attention import reference as ref
-from autograde.harness import run_part
 from autograde.results import Kind
-from autograde.student import InProcessStudent
+from tests.grader_reports import assert_full_marks, failed, grade_part
 
 ASSIGNMENT = "05_local_attention"
 PARTS = {"local_attention": 8, "attention_net": 3, "chunked": 7, "swin": 2}
@@ -53,19 +52,12 @@ def net_in(namespace: dict):
 
 
 def grade(namespace: dict, part: str):
-    return run_part(ASSIGNMENT, part, InProcessStudent(namespace))
-
-
-def failed(report) -> dict[str, str]:
-    """Description -> message of every test that lost points (or, for the diagnostic, failed)."""
-    return {o.description: o.message for o in report.outcomes if not o.passed}
+    return grade_part(ASSIGNMENT, namespace, part)
 
 
 @pytest.mark.parametrize("part", PARTS)
 def test_reference_earns_every_point(part):
-    report = grade(reference_namespace(), part)
-    assert report.possible == PARTS[part]
-    assert report.earned == report.possible, report.text()
+    assert_full_marks(grade(reference_namespace(), part), PARTS[part])
 
 
 # ----------------------------------------------------------------------------------------- local attention

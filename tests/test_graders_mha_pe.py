@@ -11,8 +11,9 @@ from torch import nn
 
 from autograde.assignments.multi_head_attention import reference as mha
 from autograde.assignments.positional_encoding import reference as pe
-from autograde.harness import PartReport, run_part
-from autograde.student import InProcessStudent
+from autograde.harness import PartReport
+from tests.grader_reports import assert_full_marks, failed
+from tests.grader_reports import grade_part as grade
 
 MHA_ID, PE_ID = "02_multi_head_attention", "03_positional_encoding"
 MHA_PARTS = {"sdpa": 12, "mha": 18}
@@ -45,15 +46,6 @@ def pe_namespace(**overrides) -> dict:
     }
 
 
-def grade(assignment: str, namespace: dict, part: str) -> PartReport:
-    return run_part(assignment, part, InProcessStudent(namespace))
-
-
-def failed(report: PartReport) -> dict[str, str]:
-    """Description -> message of every test that lost points."""
-    return {o.description: o.message for o in report.outcomes if not o.passed}
-
-
 def assert_named(report: PartReport, message: str, *, lost: int | None = None) -> None:
     """Some points were lost, one failure names ``message``; ``lost`` is the exact number of points lost."""
     assert report.earned < report.possible, report.text()
@@ -68,9 +60,7 @@ def assert_named(report: PartReport, message: str, *, lost: int | None = None) -
 )
 def test_reference_earns_every_point(assignment, part, points):
     namespace = mha_namespace() if assignment == MHA_ID else pe_namespace()
-    report = grade(assignment, namespace, part)
-    assert report.possible == points
-    assert report.earned == points, report.text()
+    assert_full_marks(grade(assignment, namespace, part), points)
 
 
 # ---------------------------------------------------------------- scaled_dot_product_attention mutants

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograde.assignments.self_attention_cnn import reference as ref
-from autograde.harness import run_part
-from autograde.student import InProcessStudent
+from tests.grader_reports import assert_full_marks, grade_part
 
 ASSIGNMENT = "01_self_attention_cnn"
 PARTS = {"attention": 10, "models": 6, "q1": 1, "sagan": 2}
@@ -29,14 +28,12 @@ def reference_namespace() -> dict:
 
 
 def grade(namespace: dict, part: str):
-    return run_part(ASSIGNMENT, part, InProcessStudent(namespace))
+    return grade_part(ASSIGNMENT, namespace, part)
 
 
 @pytest.mark.parametrize("part", PARTS)
 def test_reference_earns_every_point(part):
-    report = grade(reference_namespace(), part)
-    assert report.possible == PARTS[part]
-    assert report.earned == report.possible, report.text()
+    assert_full_marks(grade(reference_namespace(), part), PARTS[part])
 
 
 def mutant_attention(mistake: str) -> type[nn.Module]:

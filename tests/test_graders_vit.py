@@ -9,8 +9,7 @@ from torch import nn
 from autograde.assignments.multi_head_attention import reference as mha_ref
 from autograde.assignments.positional_encoding import reference as pe_ref
 from autograde.assignments.vision_transformer import reference as ref
-from autograde.harness import run_part
-from autograde.student import InProcessStudent
+from tests.grader_reports import assert_full_marks, failed, grade_part
 
 ASSIGNMENT = "04_vision_transformer"
 PARTS = {"reused": 2, "patch_embed": 6, "encoder_layer": 6, "vit": 10, "rollout": 2, "q_cost": 1}
@@ -29,19 +28,12 @@ def reference_namespace() -> dict:
 
 
 def grade(namespace: dict, part: str):
-    return run_part(ASSIGNMENT, part, InProcessStudent(namespace))
-
-
-def failed(report) -> dict[str, str]:
-    """Description -> message of every test that lost points."""
-    return {o.description: o.message for o in report.outcomes if not o.passed}
+    return grade_part(ASSIGNMENT, namespace, part)
 
 
 @pytest.mark.parametrize("part", PARTS)
 def test_reference_earns_every_point(part):
-    report = grade(reference_namespace(), part)
-    assert report.possible == PARTS[part]
-    assert report.earned == report.possible, report.text()
+    assert_full_marks(grade(reference_namespace(), part), PARTS[part])
 
 
 # Mutants: the reference with one realistic mistake each, named as the contract names the class.
