@@ -1,11 +1,14 @@
 """The Colab bootstrap at the top of every notebook's ``setup`` cell, written by the release step.
 
-On Colab, the bootstrap mounts Google Drive and installs ``course_utils``: (a) from ``COURSE_UTILS_SPEC``, the
-pip address the instructor released with (``make release COURSE_UTILS_SPEC=...`` or
-``course.COURSE_UTILS_SPEC``); else (b) from the student bundle uploaded to ``My Drive/attention-course``;
-else (c) it stops with one message that says how to do (a) or (b). Then the course folder in Drive keeps the
-data and what the notebook saves. Elsewhere it does nothing. ``solutions/`` holds the bootstrap with no
-address; only the release gets one.
+On Colab, the bootstrap mounts Google Drive at Colab's ``/content/drive`` and installs ``course_utils``: (a) from
+``COURSE_UTILS_SPEC``, the pip address the instructor released with (``make release COURSE_UTILS_SPEC=...`` or
+``course.COURSE_UTILS_SPEC``); else (b) from the wheel in the student bundle uploaded to
+``My Drive/attention-course`` (no build, no package index); else (c) it stops with one message that says how to
+do (a) or (b). pip installs ``course_utils`` alone (``--no-deps``): the runtime's torch, torchvision, numpy,
+matplotlib and tqdm stay as they are, and ``course_utils.torch_support`` says what falls back on an older torch.
+Nothing is written to the Drive folder or the working directory. Then the course folder in Drive keeps the data
+and what the notebook saves. Elsewhere it does nothing. ``solutions/`` holds the bootstrap with no address; only
+the release gets one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-from course_utils.colab import DRIVE_FOLDER_NAME
+from course_utils.colab import DRIVE_FOLDER_NAME, WHEEL_GLOB
 
 BEGIN = "# ---- Course set-up: on Colab, installs course_utils and keeps your files in Google Drive. ----"
 END = "# ---- End of the course set-up. ----"
@@ -32,22 +35,24 @@ if "google.colab" in sys.modules:
 
     from google.colab import drive
 
-    DRIVE = os.environ.get("COURSE_COLAB_DRIVE", "/content/drive")  # where Colab mounts Google Drive
-    drive.mount(DRIVE)
-    COURSE_FOLDER = Path(DRIVE) / "MyDrive" / {folder}
+    drive.mount("/content/drive")
+    COURSE_FOLDER = Path("/content/drive/MyDrive") / {folder}
     if importlib.util.find_spec("course_utils") is None:
+        wheels = sorted(COURSE_FOLDER.glob({wheel}))
         if COURSE_UTILS_SPEC:
-            source = COURSE_UTILS_SPEC
-        elif (COURSE_FOLDER / "pyproject.toml").is_file():
-            source = str(COURSE_FOLDER)
+            source = [COURSE_UTILS_SPEC]
+        elif wheels:
+            source = [str(wheels[-1]), "--no-index"]  # the wheel in the bundle: nothing to build or download
         else:
             raise RuntimeError(
-                "course_utils is not installed, and there is no course folder in your Google Drive. Either "
-                "upload the unzipped student bundle to Google Drive as the folder My Drive/{folder_name} and run "
-                "this cell again (see the README's Colab steps), or ask your instructor for a release made "
-                "with COURSE_UTILS_SPEC set."
+                "course_utils is not installed, and your Google Drive has no course folder with its wheel. "
+                "Either upload the unzipped student bundle to Google Drive as the folder My Drive/{folder_name} "
+                "(it holds {wheel_name}) and run this cell again (see the README's Colab "
+                "steps), or ask your instructor for a release made with COURSE_UTILS_SPEC set."
             )
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", source], check=True)
+        # --no-deps: the runtime's own torch, torchvision, numpy, matplotlib and tqdm are used as they are.
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--root-user-action=ignore", *source], check=True)
         importlib.invalidate_caches()
     from course_utils.colab import use_course_folder
 
@@ -66,6 +71,8 @@ def bootstrap(assignment: str, spec: str | None = None) -> str:
         assignment=json.dumps(assignment),
         folder=json.dumps(DRIVE_FOLDER_NAME),
         folder_name=DRIVE_FOLDER_NAME,
+        wheel=json.dumps(WHEEL_GLOB),
+        wheel_name=WHEEL_GLOB,
     )
 
 

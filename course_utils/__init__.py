@@ -3,7 +3,6 @@
 Everything a notebook needs is importable from here, e.g. ``from course_utils import get_loaders, train``.
 """
 
-from course_utils.checkpoint import load_checkpoint, save_checkpoint
 from course_utils.cifar import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -23,22 +22,15 @@ from course_utils.gradcheck import (
     eval_numerical_gradient_array,
     rel_error,
 )
+from course_utils.layers import Flatten, flatten
 from course_utils.loaders import Loaders, TensorLoader, denormalize, get_loaders, torchvision_loaders
 from course_utils.measure import count_multiply_adds, peak_memory, time_call
+from course_utils.model_checkpoint import load_checkpoint, save_checkpoint
 from course_utils.recipes import Recipe, compare_recipes, make_optimizers, train_with_recipe
 from course_utils.runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
+from course_utils.seed_comparison import SeedResults, compare_over_seeds
 from course_utils.synthetic import make_synthetic_cifar
-from course_utils.training import (
-    Flatten,
-    History,
-    SeedResults,
-    check_accuracy,
-    compare_over_seeds,
-    count_parameters,
-    flatten,
-    overfit_batch,
-    train,
-)
+from course_utils.training import History, check_accuracy, count_parameters, overfit_batch, train
 from course_utils.viz import (
     plot_attention_map,
     plot_heatmap,

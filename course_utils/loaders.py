@@ -94,6 +94,24 @@ class TensorLoader:
         self._scale, self._shift = 1.0 / (255.0 * std), -mean / std
         return self
 
+    def reseeded(self, seed: int, *, batch_size: int | None = None, augment: bool | None = None) -> TensorLoader:
+        """A shuffling loader over the same images (no copy) whose order is seeded by ``seed``, so that a run's
+        batches depend on its seed only; ``batch_size`` and ``augment`` default to this loader's."""
+        split = self.dataset
+        return TensorLoader(
+            split.images,
+            split.labels,
+            self.batch_size if batch_size is None else batch_size,
+            train=split.train,
+            shuffle=True,
+            augment=self.augment if augment is None else augment,
+            device=self.device,
+            seed=seed,
+            mean=self.mean,
+            std=self.std,
+            drop_last=self.drop_last,
+        )
+
     def __len__(self) -> int:
         batches = len(self.dataset) / self.batch_size
         return math.floor(batches) if self.drop_last else math.ceil(batches)

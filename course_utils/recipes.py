@@ -12,13 +12,16 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from course_utils import torch_support
 from course_utils.loaders import Loaders, TensorLoader
-from course_utils.training import History, SeedResults, planned_schedule, run_over_seeds, train
+from course_utils.seed_comparison import SeedResults, run_over_seeds
+from course_utils.training import History, planned_schedule, train
 
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("constant", "warmup_cosine")
@@ -30,7 +33,8 @@ class Recipe:
 
     optimizer: "adamw" for every parameter, or "muon" for the weight matrices of ``model.layers`` (the encoder
         layers) and AdamW for the rest. Muon's steps are rescaled to AdamW's size, so ``lr`` and
-        ``weight_decay`` mean the same for both.
+        ``weight_decay`` mean the same for both. On a torch older than 2.9 (no ``torch.optim.Muon``), "muon"
+        trains with AdamW alone, and says so.
     lr: the peak learning rate.  weight_decay: decoupled weight decay of the weight matrices; biases, LayerNorm
         weights, the class token and position embeddings never decay.
     schedule: "constant", or "warmup_cosine": a linear warm-up over the first ``warmup`` of the steps, then a
@@ -92,7 +96,11 @@ def make_optimizers(
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizers: list[torch.optim.Optimizer] = []
-    if recipe.optimizer == "muon":
+    muon = recipe.optimizer == "muon"
+    if muon and not torch_support.has_muon():
+        torch_support.say_muon_falls_back()
+        muon = False
+    if muon:
         layers = getattr(model, "layers", None)
         if not isinstance(layers, nn.Module):
             raise ValueError("optimizer='muon' needs a model with encoder layers in `model.layers`.")
@@ -127,19 +135,7 @@ def make_optimizers(
 def recipe_loader(loader: TensorLoader, recipe: Recipe, seed: int = 0) -> TensorLoader:
     """A shuffling training loader over ``loader``'s images (no copy) with the recipe's batch size and
     augmentation, its order seeded by ``seed``."""
-    split = loader.dataset
-    return TensorLoader(
-        split.images,
-        split.labels,
-        recipe.batch_size,
-        train=split.train,
-        shuffle=True,
-        augment=recipe.augment,
-        device=loader.device,
-        seed=seed,
-        mean=loader.mean,
-        std=loader.std,
-    )
+    return loader.reseeded(seed, batch_size=recipe.batch_size, augment=recipe.augment)
 
 
 def train_with_recipe(
@@ -152,35 +148,30 @@ def train_with_recipe(
     verbose: bool = True,
     print_every: int | None = None,
     resume_from: str | os.PathLike | None = None,
+    resume_other_budget: bool = True,
 ) -> History:
     """Train ``model`` on ``loaders.train`` with ``recipe`` for ``epochs`` epochs, checking ``loaders.val``.
 
     ``epochs`` below 1 trains on that fraction of one epoch (e.g. 0.25: a quarter of the steps); above 1 it
     must be a whole number. The last entry of ``history.val_acc`` is the validation accuracy of the final
-    weights. The test set is never touched. ``resume_from``: see ``train`` (the run continues from its last
-    saved epoch when re-run).
+    weights. The test set is never touched. ``resume_from`` and ``resume_other_budget``: see ``train`` (the run
+    continues from its last saved epoch when re-run, and the schedule spans this run's budget).
     """
     loader = recipe_loader(loaders.train, recipe, seed)
-    if epochs < 1:
-        whole, max_iters = 1, max(1, round(epochs * len(loader)))
-    elif float(epochs).is_integer():
-        whole, max_iters = int(epochs), None
-    else:
-        raise ValueError(f"epochs={epochs}: use a fraction below 1 or a whole number of epochs.")
-    optimizers, schedulers = make_optimizers(model, recipe, planned_schedule(len(loader), whole, max_iters))
+    optimizers, schedulers = make_optimizers(model, recipe, planned_schedule(len(loader), epochs))
     return train(
         model,
         optimizers,
         loader,
         loaders.val,
-        epochs=whole,
-        max_iters_per_epoch=max_iters,
+        epochs=epochs,
         scheduler=schedulers,
         clip_grad_norm=recipe.clip_grad_norm,
         label_smoothing=recipe.label_smoothing,
         print_every=print_every or max(len(loader), 1),
         verbose=verbose,
         resume_from=resume_from,
+        resume_other_budget=resume_other_budget,
     )
 
 
@@ -190,17 +181,29 @@ def compare_recipes(
     *,
     seeds: Sequence[int] = (0,),
     epochs: float = 1,
+    keep_in: str | os.PathLike | None = None,
 ) -> SeedResults:
     """Train every named ``(build, recipe)`` of ``runs`` once per seed for ``epochs`` and measure the final
     weights on ``loaders.val``; the test set is never touched (``test_acc`` is NaN).
 
     Each run calls ``set_seed(seed)`` before ``build()``, so runs with the same seed start from the same
-    weights and see the batches in the same order. Fast mode keeps the first ``FAST_CAPS.seeds`` seeds.
+    weights and see the batches in the same order. ``keep_in``: a folder for the runs' training states, so that
+    a re-run repeats no finished run and continues an interrupted one (see ``course_utils.seed_comparison``).
+    Fast mode keeps the first ``FAST_CAPS.seeds`` seeds.
     """
 
-    def run(name: str, seed: int) -> tuple[float, float, float]:
+    def run(name: str, seed: int, state: Path | None) -> tuple[float, float, float]:
         build, recipe = runs[name]
-        history = train_with_recipe(build(), recipe, loaders, epochs=epochs, seed=seed, verbose=False)
+        history = train_with_recipe(
+            build(),
+            recipe,
+            loaders,
+            epochs=epochs,
+            seed=seed,
+            verbose=False,
+            resume_from=state,
+            resume_other_budget=False,
+        )
         return history.val_acc[-1][1], math.nan, history.seconds
 
-    return run_over_seeds(list(runs), seeds, run)
+    return run_over_seeds(list(runs), seeds, run, keep_in=keep_in, epochs=epochs)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import itertools
 import math
 import os
-import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,19 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import resume
-from .runtime import FAST_CAPS, get_device, is_fast_mode, set_seed
-
-
-def flatten(x: torch.Tensor) -> torch.Tensor:
-    """Collapse all dimensions but the first: ``(N, C, H, W)`` -> ``(N, C*H*W)``, channels_last too."""
-    return x.flatten(1)  # (N, C*H*W)
-
-
-class Flatten(nn.Module):
-    """``flatten`` as a module, to stack inside ``nn.Sequential``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flatten(x)
+from .runtime import FAST_CAPS, is_fast_mode
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -134,11 +120,25 @@ def _fast_caps(epochs: int, max_iters: int | None, verbose: bool) -> tuple[int, 
     return epochs, max_iters
 
 
-def planned_schedule(batches: int, epochs: int, max_iters_per_epoch: int | None = None) -> int:
+def _budget(batches: int, epochs: float, max_iters_per_epoch: int | None, verbose: bool = False) -> tuple[int, int]:
+    """``(whole epochs, iterations per epoch)`` of a run of ``epochs`` on a loader of ``batches`` batches.
+
+    ``epochs`` below 1 is that share of one epoch's batches (at least one); above 1 it must be whole.
+    """
+    if epochs <= 0 or (epochs > 1 and not float(epochs).is_integer()):
+        raise ValueError(f"epochs={epochs}: use a fraction of one epoch (e.g. 0.1) or a whole number of epochs.")
+    if epochs < 1:
+        fraction = max(1, round(epochs * batches))
+        max_iters_per_epoch = fraction if max_iters_per_epoch is None else min(fraction, max_iters_per_epoch)
+    whole, max_iters = _fast_caps(max(int(epochs), 1), max_iters_per_epoch, verbose)
+    return whole, batches if max_iters is None else min(batches, max_iters)
+
+
+def planned_schedule(batches: int, epochs: float, max_iters_per_epoch: int | None = None) -> int:
     """The number of optimizer steps ``train`` will take on a loader of ``batches`` batches (fast mode
     included), so that a learning-rate schedule can span exactly the run."""
-    epochs, max_iters = _fast_caps(epochs, max_iters_per_epoch, verbose=False)
-    return epochs * (batches if max_iters is None else min(batches, max_iters))
+    whole, iters = _budget(batches, epochs, max_iters_per_epoch)
+    return whole * iters
 
 
 def _training_device(model: nn.Module, loader: Iterable, device: torch.device | str | None) -> torch.device:
@@ -206,8 +206,8 @@ def train(
     loader_train: Iterable,
     loader_val: Iterable | None = None,
     *,
-    epochs: int = 1,
-    print_every: int = 100,
+    epochs: float = 1,
+    print_every: int | None = 100,
     device: torch.device | str | None = None,
     scheduler: Any | Sequence[Any] = None,
     clip_grad_norm: float | None = None,
@@ -218,26 +218,32 @@ def train(
     max_iters_per_epoch: int | None = None,
     verbose: bool = True,
     resume_from: str | os.PathLike | None = None,
+    resume_other_budget: bool = True,
 ) -> History:
     """Train ``model`` with cross-entropy on batches ``(x (N, C, H, W), y (N,))`` of ``loader_train``.
 
-    Every ``print_every`` iterations (and after the last step) prints the loss and checks accuracy on
-    ``loader_val``. ``optimizer`` may be a list (each owning some of the parameters, as Muon and AdamW
-    do together); every one steps on every batch, then every ``scheduler`` (one, a list, or ``None``)
-    steps; ``history.lr`` follows the first optimizer's first group. ``device`` defaults to the one
-    ``loader_train`` declares (``.device``), else the model's; the model moves there. On CUDA, ``amp``
-    trains under autocast (``amp_dtype``, default :func:`autocast_dtype`) and ``channels_last`` switches the
-    memory format; on the CPU both are no-ops. ``label_smoothing`` goes to the cross-entropy
-    (``F.cross_entropy(..., label_smoothing=...)``). With ``resume_from`` (a file path) the whole state of
-    the run is saved there after every epoch, and a re-run of the same training continues from the last saved
-    epoch (see ``course_utils.resume``); fast mode neither reads nor writes it.
+    ``epochs`` below 1 trains on that share of one epoch's batches (e.g. 0.1: a tenth of the steps); above 1 it
+    must be a whole number. Every ``print_every`` iterations (never with None) and after the last step, prints
+    the loss and checks accuracy on ``loader_val``: the last entry of ``history.val_acc`` measures the final
+    weights. ``optimizer`` may be a list (each owning some of the parameters, as Muon and AdamW do together);
+    every one steps on every batch, then every ``scheduler`` (one, a list, or ``None``) steps; ``history.lr``
+    follows the first optimizer's first group. ``device`` defaults to the one ``loader_train`` declares
+    (``.device``), else the model's; the model moves there. On CUDA, ``amp`` trains under autocast
+    (``amp_dtype``, default :func:`autocast_dtype`) and ``channels_last`` switches the memory format; on the CPU
+    both are no-ops. ``label_smoothing`` goes to the cross-entropy (``F.cross_entropy(..., label_smoothing=...)``).
+
+    With ``resume_from`` (a file path) the whole state of the run is saved there after every epoch, and a re-run
+    of the same training continues from the last saved epoch; a finished run restores its final weights without
+    training. A state saved with another budget (``epochs``, steps per epoch: e.g. on another device) keeps its
+    epochs and goes on to this budget, unless ``resume_other_budget=False``; a state that cannot continue this
+    run is kept beside it as ``<name>.previous.pt`` (see ``course_utils.resume``). Fast mode neither reads nor
+    writes it.
     """
     device = _training_device(model, loader_train, device)
-    epochs, max_iters_per_epoch = _fast_caps(epochs, max_iters_per_epoch, verbose)
+    epochs, iters = _budget(len(loader_train), epochs, max_iters_per_epoch, verbose)
     optimizers, schedulers = _as_tuple(optimizer), _as_tuple(scheduler)
     if not optimizers:
         raise ValueError("train needs an optimizer, e.g. torch.optim.Adam(model.parameters(), lr=1e-3).")
-    iters = len(loader_train) if max_iters_per_epoch is None else min(len(loader_train), max_iters_per_epoch)
     if iters == 0:
         raise ValueError("loader_train is empty; check the data set and its batch size.")
 
@@ -250,35 +256,40 @@ def train(
 
     history = History()
     resume_path = None if resume_from is None or is_fast_mode() else resume_from
-    run = resume.Run(
-        model=model,
-        optimizers=optimizers,
-        schedulers=schedulers,
-        scaler=scaler,
-        history=history,
-        loader=loader_train,
-        identity=resume.fingerprint(model, optimizers, epochs, iters),
-    )
-    done = resume.restore_state(resume_path, run) if resume_path is not None else 0
+    identity = resume.fingerprint(model, optimizers, epochs, iters)
+    tally = {"correct": 0, "seen": 0}  # training batches since the last check: saved with the state
+    run = resume.Run(model, optimizers, schedulers, scaler, history, loader_train, identity, tally)
+    done = 0
+    if resume_path is not None:
+        done = resume.restore_state(resume_path, run, budget_may_change=resume_other_budget)
     if done and verbose:
-        print(f"Resumed from {resume_from}: {done} of {epochs} epochs were already done.")
+        print(f"Resumed from {resume_from}: {done} epoch(s) were already done; this run trains {epochs}.")
     earlier_seconds = history.seconds
     start = time.perf_counter()
-    correct = seen = 0
 
-    def check(epoch: int, t: int, loss: float) -> None:
-        nonlocal correct, seen
-        if verbose:
+    def check(epoch: int, t: int | None = None, loss: float | None = None) -> None:
+        if verbose and loss is not None:
             print(f"Epoch {epoch}, Iteration {t}, loss = {loss:.4f}")
-        history.train_acc.append((history.steps, 100.0 * correct / seen))
-        correct = seen = 0
+        if tally["seen"]:
+            history.train_acc.append((history.steps, 100.0 * tally["correct"] / tally["seen"]))
+        tally.update(correct=0, seen=0)
         if loader_val is not None:
             history.val_acc.append((history.steps, check_accuracy(loader_val, model, verbose=verbose)))
         if verbose:
             print()
 
+    def final_weights_unchecked() -> bool:
+        """True when the last step trained here is unchecked, or the validation lacks the final weights."""
+        measured = bool(history.val_acc) and history.val_acc[-1][0] == history.steps
+        return tally["seen"] > 0 or (loader_val is not None and history.steps > 0 and not measured)
+
+    def save() -> None:
+        if resume_path is not None:
+            history.seconds = earlier_seconds + time.perf_counter() - start
+            resume.save_state(resume_path, run)
+
     model.train()
-    with tqdm(total=epochs * iters, initial=done * iters, desc="train", disable=not verbose) as bar:
+    with tqdm(total=epochs * iters, initial=min(done, epochs) * iters, desc="train", disable=not verbose) as bar:
         for epoch in range(done, epochs):
             for t, (x, y) in enumerate(itertools.islice(loader_train, iters)):
                 x, y = _prepare_batch(x, y, device, memory_format)
@@ -297,18 +308,19 @@ def train(
                     schedule.step()
                 history.loss.append(loss_value)
                 history.steps += 1
-                correct += int((scores.argmax(dim=1) == y).sum())
-                seen += y.shape[0]
+                tally["correct"] += int((scores.argmax(dim=1) == y).sum())
+                tally["seen"] += y.shape[0]
                 bar.update()
                 bar.set_postfix(loss=f"{loss_value:.4f}")
-                if t % print_every == 0:
+                if print_every is not None and t % print_every == 0:
                     check(epoch, t, loss_value)
             history.epochs += 1
-            if resume_path is not None:
-                history.seconds = earlier_seconds + time.perf_counter() - start
-                resume.save_state(resume_path, run)
-        if seen:
-            check(history.epochs - 1, t, loss_value)
+            if history.epochs == epochs and final_weights_unchecked():
+                check(epoch, t, loss_value)  # the final weights, measured before the state is saved
+            save()
+        if final_weights_unchecked():  # a restored state whose final weights were never measured
+            check(history.epochs - 1)
+            save()
 
     history.seconds = earlier_seconds + time.perf_counter() - start
     history.best_val_acc = max((acc for _, acc in history.val_acc), default=math.nan)
@@ -353,134 +365,3 @@ def overfit_batch(
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of scalar parameters (only those with ``requires_grad`` unless ``trainable_only=False``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-_SEED_TABLE_HEADER = ("rank", "model", "validation accuracy per seed (%)", "mean ± standard error (%)")
-
-
-def _html_row(tag: str, values: Iterable[object]) -> str:
-    return "<tr>" + "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values) + "</tr>"
-
-
-def _mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
-    """``(mean, s / sqrt(n))`` with ``s`` the sample standard deviation; the error is NaN for one value."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, statistics.stdev(values) / math.sqrt(len(values))
-
-
-def _format_mean_and_error(mean: float, error: float) -> str:
-    """``"61.20 ± 0.35"``, or ``"61.20 (one run)"`` when there is no error estimate."""
-    return f"{mean:.2f} (one run)" if math.isnan(error) else f"{mean:.2f} ± {error:.2f}"
-
-
-@dataclass
-class SeedResults:
-    """One row per training run: ``dict(model, seed, val_acc, test_acc, seconds)``, accuracies in percent.
-
-    ``test_acc`` is NaN unless ``compare_over_seeds(..., measure_test=True)`` measured it. Summaries and the
-    ranking use the validation accuracy only: the test set is not for choosing between models.
-    """
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def summary(self) -> dict[str, tuple[float, float]]:
-        """Validation accuracy per model as ``(mean, standard error of the mean)`` over its runs.
-
-        The standard error is ``s / sqrt(n)``, with ``s`` the sample standard deviation of the ``n`` runs;
-        it is NaN for a single run, which gives no estimate of the spread.
-        """
-        by_model: dict[str, list[float]] = {}
-        for row in self.rows:
-            by_model.setdefault(row["model"], []).append(row["val_acc"])
-        return {name: _mean_and_standard_error(accs) for name, accs in by_model.items()}
-
-    def ranking(self) -> list[str]:
-        """The model names, highest mean validation accuracy first (ties keep the order of the runs)."""
-        summary = self.summary()
-        return sorted(summary, key=lambda name: -summary[name][0])
-
-    def _ranked(self) -> list[tuple[int, str, str, str]]:
-        """``(rank, model, per-seed validation accuracies, mean ± standard error)`` rows, best mean first."""
-        summary = self.summary()
-        return [
-            (
-                rank,
-                name,
-                ", ".join(f"{r['val_acc']:.2f}" for r in self.rows if r["model"] == name),
-                _format_mean_and_error(*summary[name]),
-            )
-            for rank, name in enumerate(self.ranking(), start=1)
-        ]
-
-    def to_markdown(self) -> str:
-        """A markdown table of the models ranked by mean validation accuracy."""
-        lines = ["| " + " | ".join(_SEED_TABLE_HEADER) + " |", "|---" * len(_SEED_TABLE_HEADER) + "|"]
-        lines += ["| " + " | ".join(map(str, row)) + " |" for row in self._ranked()]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        body = "".join(_html_row("td", row) for row in self._ranked())
-        return f"<table><thead>{_html_row('th', _SEED_TABLE_HEADER)}</thead><tbody>{body}</tbody></table>"
-
-
-def run_over_seeds(
-    names: Sequence[str], seeds: Sequence[int], run: Callable[[str, int], tuple[float, float, float]]
-) -> SeedResults:
-    """``run(name, seed) -> (val_acc, test_acc, seconds)`` for every name and seed, each after
-    ``set_seed(seed)``, with a progress bar and one printed line per run. Fast mode keeps the first
-    ``FAST_CAPS.seeds`` seeds, and says so."""
-    if is_fast_mode():
-        seeds = tuple(seeds)[: FAST_CAPS.seeds]
-        print(
-            f"Fast mode: {len(seeds)} seed{'s' if len(seeds) != 1 else ''} per model, each run capped at "
-            f"{FAST_CAPS.epochs} epoch(s) of {FAST_CAPS.iterations_per_epoch} iterations (set COURSE_FAST=0 for the "
-            "full comparison)."
-        )
-    results = SeedResults()
-    with tqdm(total=len(names) * len(seeds), desc="runs") as bar:
-        for name in names:
-            for seed in seeds:
-                set_seed(seed)
-                val_acc, test_acc, seconds = run(name, seed)
-                results.rows.append(dict(model=name, seed=seed, val_acc=val_acc, test_acc=test_acc, seconds=seconds))
-                test = "" if math.isnan(test_acc) else f", test {test_acc:.2f}%"
-                tqdm.write(f"{name}, seed {seed}: validation {val_acc:.2f}%{test} ({seconds:.1f} s)")
-                bar.update()
-    return results
-
-
-def compare_over_seeds(
-    builders: dict[str, Callable[[], nn.Module]],
-    loaders: Any,
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    epochs: int = 1,
-    lr: float = 1e-3,
-    device: torch.device | str | None = None,
-    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer] | None = None,
-    measure_test: bool = False,
-) -> SeedResults:
-    """Train every model of ``builders`` once per seed on ``loaders.train`` and measure its accuracy on
-    ``loaders.val``; on ``loaders.test`` only with ``measure_test=True`` (else ``test_acc`` is NaN).
-
-    Optimizer: ``make_optimizer(model)``, else Adam with ``lr``. ``device`` defaults to the training
-    loader's device, else ``get_device()``. ``seconds`` is the time to train and validate one run. Fast mode
-    keeps the first ``FAST_CAPS.seeds`` seeds.
-    """
-    if device is None:
-        device = getattr(loaders.train, "device", None)
-        device = get_device() if device is None else device
-
-    def run(name: str, seed: int) -> tuple[float, float, float]:
-        model = builders[name]().to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr) if make_optimizer is None else make_optimizer(model)
-        start = time.perf_counter()
-        train(model, optimizer, loaders.train, epochs=epochs, device=device, verbose=False)
-        val_acc = check_accuracy(loaders.val, model, verbose=False)
-        seconds = time.perf_counter() - start
-        test_acc = check_accuracy(loaders.test, model, verbose=False) if measure_test else math.nan
-        return val_acc, test_acc, seconds
-
-    return run_over_seeds(list(builders), seeds, run)

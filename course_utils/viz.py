@@ -12,7 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .loaders import denormalize
-from .training import History, SeedResults, _format_mean_and_error
+from .seed_comparison import SeedResults, format_mean_and_error
+from .training import History
 
 
 def plot_history(history: History) -> Figure:
@@ -143,7 +144,7 @@ def plot_seed_comparison(results: SeedResults) -> Figure:
     bar_errors = [0.0 if math.isnan(e) else e for e in errors]
     fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 4))
     bars = ax.bar(names, means, yerr=bar_errors, capsize=6, color="tab:blue", alpha=0.7)
-    ax.bar_label(bars, labels=[_format_mean_and_error(m, e) for m, e in zip(means, errors, strict=True)], padding=4)
+    ax.bar_label(bars, labels=[format_mean_and_error(m, e) for m, e in zip(means, errors, strict=True)], padding=4)
     top = max(m + e for m, e in zip(means, bar_errors, strict=True))
     for x, name in enumerate(names):
         accs = [row["val_acc"] for row in results.rows if row["model"] == name]
@@ -154,6 +155,6 @@ def plot_seed_comparison(results: SeedResults) -> Figure:
         title=f"Validation accuracy over {seeds} seed{'s' if seeds != 1 else ''} (mean ± standard error)",
         ylabel="validation accuracy (%)",
     )
-    ax.set_ylim(0, min(100, top * 1.15))
+    ax.set_ylim(0, min(100, top * 1.15) or 100)  # every run at 0%: the whole scale
     fig.tight_layout()
     return fig

@@ -1,4 +1,4 @@
-"""Tests for course_utils.training: accuracy, the training loop, overfitting one batch, seed comparisons."""
+"""Tests for course_utils.training: accuracy, the training loop, its budget in epochs, overfitting one batch."""
 
 from __future__ import annotations
 
@@ -10,17 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.runtime import FAST_CAPS, set_seed
-from course_utils.training import (
-    Flatten,
-    SeedResults,
-    check_accuracy,
-    compare_over_seeds,
-    count_parameters,
-    flatten,
-    overfit_batch,
-    train,
-)
+from course_utils.layers import Flatten
+from course_utils.runtime import FAST_CAPS
+from course_utils.training import check_accuracy, count_parameters, overfit_batch, planned_schedule, train
 
 NUM_CLASSES = 3
 
@@ -63,14 +55,6 @@ class Oracle(nn.Module):
 
     def forward(self, x):
         return nn.functional.one_hot(x[:, 0, 0, 0].long(), NUM_CLASSES).float()
-
-
-def test_flatten_keeps_channel_height_width_order_for_channels_last():
-    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    expected = torch.stack([x[i].reshape(-1) for i in range(2)])
-    assert torch.equal(flatten(x), expected)
-    assert torch.equal(Flatten()(x_cl), expected)
 
 
 def test_check_accuracy_counts_and_prints_like_the_seeds(capsys):
@@ -318,89 +302,6 @@ def test_count_parameters_counts_trainable_ones_unless_told_otherwise():
     assert count_parameters(model, trainable_only=False) == 3 * 4 + 4 + 4 * 2 + 2
 
 
-def tiny_loaders():
-    x, y = blobs(60, seed=14)
-    xv, yv = blobs(30, seed=15)
-    xt, yt = blobs(30, seed=16)
-    return SimpleNamespace(train=batches(x, y, 10), val=batches(xv, yv, 10), test=batches(xt, yt, 10, train=False))
-
-
-class CountingLoader(BatchList):
-    """A ``BatchList`` that counts how often it is iterated."""
-
-    def __init__(self, batches, **kwargs):
-        super().__init__(batches, **kwargs)
-        self.passes = 0
-
-    def __iter__(self):
-        self.passes += 1
-        return super().__iter__()
-
-
-def test_compare_over_seeds_ranks_on_validation_and_leaves_the_test_set_alone(capsys):
-    def mlp() -> nn.Module:
-        return nn.Sequential(Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, NUM_CLASSES))
-
-    builders = {"linear": linear_model, "<mlp>": mlp}
-    loaders = tiny_loaders()
-    xt, yt = blobs(30, seed=16)
-    loaders.test = CountingLoader(batches(xt, yt, 10, train=False), train=False)
-    results = compare_over_seeds(builders, loaders, seeds=(0, 1, 2), lr=1e-2)
-    assert loaders.test.passes == 0, "the test set must not be touched unless measure_test=True"
-    assert [(r["model"], r["seed"]) for r in results.rows] == [(m, s) for m in builders for s in (0, 1, 2)]
-    assert all(math.isnan(r["test_acc"]) for r in results.rows)
-    out = capsys.readouterr().out
-    assert out.count("seed") == 6 and "validation" in out and "test" not in out
-
-    summary = results.summary()
-    for name in builders:
-        accs = torch.tensor([r["val_acc"] for r in results.rows if r["model"] == name], dtype=torch.float64)
-        assert summary[name] == pytest.approx((accs.mean().item(), accs.std().item() / math.sqrt(3)))
-    assert results.ranking() == sorted(builders, key=lambda name: -summary[name][0])
-    again = compare_over_seeds({"linear": linear_model}, loaders, seeds=(1,), lr=1e-2)
-    assert again.rows[0]["val_acc"] == results.rows[1]["val_acc"], "a seed must reproduce its run"
-
-    table = results.to_markdown().splitlines()
-    assert "validation accuracy per seed" in table[0] and "standard error" in table[0] and "test" not in table[0]
-    assert len(table) == 2 + len(builders)
-    best = results.ranking()[0]
-    assert table[2].startswith(f"| 1 | {best} |")
-    mean, error = summary[best]
-    assert f"{mean:.2f} ± {error:.2f}" in table[2]
-    assert ", ".join(f"{r['val_acc']:.2f}" for r in results.rows if r["model"] == best) in table[2]
-    page = results._repr_html_()
-    assert page.startswith("<table>") and "&lt;mlp&gt;" in page and "<mlp>" not in page
-
-
-def _retrained_linear(loaders) -> nn.Module:
-    """Seed 0's run of ``compare_over_seeds({"linear": linear_model}, loaders, lr=1e-2)``, done again."""
-    set_seed(0)
-    model = linear_model()
-    train(model, torch.optim.Adam(model.parameters(), lr=1e-2), loaders.train, verbose=False)
-    return model
-
-
-def test_compare_over_seeds_measures_the_test_set_only_when_asked(capsys):
-    loaders = tiny_loaders()
-    results = compare_over_seeds({"linear": linear_model}, loaders, seeds=(0,), lr=1e-2, measure_test=True)
-    (row,) = results.rows
-    assert row["test_acc"] == pytest.approx(check_accuracy(loaders.test, _retrained_linear(loaders), verbose=False))
-    assert f"test {row['test_acc']:.2f}%" in capsys.readouterr().out
-
-
-def test_compare_over_seeds_keeps_fewer_seeds_in_fast_mode(monkeypatch):
-    monkeypatch.setenv("COURSE_FAST", "1")
-    results = compare_over_seeds({"linear": linear_model}, tiny_loaders(), seeds=(0, 1, 2, 3))
-    assert [r["seed"] for r in results.rows] == [0, 1, 2, 3][: FAST_CAPS.seeds]
-
-
-def test_seed_results_summarise_validation_accuracy_and_a_single_run_has_no_error_estimate():
-    results = SeedResults([dict(model="m", seed=0, val_acc=50.0, test_acc=40.0, seconds=1.0)])
-    ((mean, error),) = results.summary().values()
-    assert mean == 50.0 and math.isnan(error)
-    assert "50.00 (one run)" in results.to_markdown()
-
-
 def test_train_learns_the_offline_synthetic_data_set():
     from course_utils.loaders import TensorLoader
     from course_utils.synthetic import make_synthetic_cifar
@@ -422,3 +323,24 @@ def test_train_learns_the_offline_synthetic_data_set():
     train(model, torch.optim.Adam(model.parameters(), lr=3e-3), loader_train, epochs=3, verbose=False)
     chance = 100 / len(data.classes)
     assert check_accuracy(loader_test, model, verbose=False) >= 3 * chance
+
+
+def test_a_fraction_of_an_epoch_trains_that_share_of_the_steps_and_the_schedule_knows_it():
+    x, y = blobs(100, seed=3)
+    loader = batches(x, y, 10)
+    history = train(linear_model(), torch.optim.Adam(linear_model().parameters()), loader, epochs=0.3, verbose=False)
+    assert history.steps == 3 == planned_schedule(len(loader), 0.3) and history.epochs == 1
+    assert planned_schedule(len(loader), 2) == 20 and planned_schedule(len(loader), 0.01) == 1
+    for wrong in (1.5, 0, -1):
+        with pytest.raises(ValueError, match="fraction of one epoch"):
+            train(linear_model(), torch.optim.Adam(linear_model().parameters()), loader, epochs=wrong, verbose=False)
+
+
+def test_without_print_every_only_the_final_weights_are_checked():
+    x, y = blobs(60, seed=4)
+    xv, yv = blobs(20, seed=5)
+    model = linear_model()
+    history = train(model, torch.optim.Adam(model.parameters(), lr=1e-2), batches(x, y, 10), batches(xv, yv, 10),
+                    epochs=2, print_every=None, verbose=False)  # fmt: skip
+    assert [steps for steps, _ in history.val_acc] == [12] and [s for s, _ in history.train_acc] == [12]
+    assert history.val_acc[-1][1] == check_accuracy(batches(xv, yv, 10), model, verbose=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,7 +13,8 @@ import torch
 from matplotlib.container import BarContainer
 
 from course_utils.cifar import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from course_utils.training import History, SeedResults
+from course_utils.seed_comparison import SeedResults
+from course_utils.training import History
 from course_utils.viz import (
     plot_attention_map,
     plot_heatmap,
@@ -147,3 +151,11 @@ def test_seed_comparison_of_single_runs_draws_no_error_bars():
     assert all(seg[0][1] == seg[1][1] for seg in segments)
     assert [t.get_text() for t in ax.texts] == ["40.00 (one run)", "45.00 (one run)"]
     assert "1 seed " in ax.get_title()
+
+
+def test_seed_comparison_of_runs_all_at_zero_percent_draws_the_whole_scale_without_a_warning():
+    rows = [dict(model=m, seed=s, val_acc=0.0, test_acc=math.nan, seconds=1.0) for m in "ab" for s in (0, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot_seed_comparison(SeedResults(rows))
+    assert fig.axes[0].get_ylim() == (0.0, 100.0)

@@ -1,4 +1,4 @@
-"""Tests for course_utils.checkpoint: a saved model comes back with its weights, or with a clear error."""
+"""Tests for course_utils.model_checkpoint: a saved model comes back with its weights, or with a clear error."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.checkpoint import load_checkpoint, save_checkpoint
+from course_utils.model_checkpoint import load_checkpoint, save_checkpoint
 
 
 class TinyNet(nn.Module):

@@ -1,4 +1,5 @@
-"""Save a trained model with the arguments that rebuild it, and load it back safely (``weights_only``)."""
+"""A trained model saved with the arguments that rebuild it (``save_checkpoint``), and loaded back safely
+(``load_checkpoint``, ``weights_only``). The whole state of a training run, to resume it, is ``course_utils.resume``."""
 
 from __future__ import annotations
 
