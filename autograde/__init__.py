@@ -1,5 +1,5 @@
-"""Hidden graders and reference implementations (instructors only; never shipped to students)."""
+"""Hidden graders, reference implementations and the sandboxed grader (instructors only; never shipped to students).
 
-from autograde.harness import grade, run_part
-
-__all__ = ["grade", "run_part"]
+Importing the package loads nothing: nbgrader reads ``autograde.nbgrader_grading`` with the course's configuration
+for every command, so the grader itself (torch, pytest) loads only where grading happens.
+"""

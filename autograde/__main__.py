@@ -3,6 +3,8 @@
 python -m autograde grade PATH... [--assignment ID] [--jobs N] [--timeout S] [--memory-mb M] [--out DIR] ...
 python -m autograde gradescope-zip --out autograder.zip [--assignment ID] [--timeout S] [--memory-mb M] ...
 python -m autograde student-bundle --out DIR|ZIP
+python -m autograde report GRADING_DIR [--submissions PATH...]       (the class report; autograde/report/cli.py)
+python -m autograde export GRADING_DIR... --format canvas|moodle|csv  (grades for the LMS)
 """
 
 from __future__ import annotations
@@ -13,26 +15,22 @@ import time
 from pathlib import Path
 
 from autograde import course, settings
-from autograde.isolation.worker.confine import PROTECTIONS
+from autograde.worker.protections import NAMES as PROTECTIONS
 
 
 def _grade(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
-    from autograde import eval_data
-    from autograde.catalog import catalog
-    from autograde.isolation.batch import DuplicateStudents, assign, discover, grade_batch, sandbox_for, unreadable
-    from autograde.isolation.sandbox import SandboxError
-    from autograde.outputs import write_run
+    from autograde.outputs import FolderClash, folder_names, write_run
+    from autograde.pipeline import GradingRun, Options, SandboxError
+    from autograde.submissions import DuplicateStudents, discover
 
-    torch.set_num_threads(1)
     chosen = settings.from_arguments(args)
     start = time.monotonic()
-    known = [args.assignment] if args.assignment else course.ids()
     try:
-        submissions = discover(args.paths, known)
-    except (DuplicateStudents, FileNotFoundError) as exc:
+        submissions = discover(args.paths, [args.assignment] if args.assignment else course.ids())
+        folder_names(s.student for s in submissions)  # output folders collision-free, or refuse before grading
+    except (DuplicateStudents, FolderClash, FileNotFoundError) as exc:
         print(f"nothing was graded: {exc}", file=sys.stderr)
         return 2
     if not submissions:
@@ -40,34 +38,33 @@ def _grade(args: argparse.Namespace) -> int:
             "no notebooks found: pass .ipynb files, folders of them or an nbgrader submitted/ folder", file=sys.stderr
         )
         return 2
-    hide = [args.out.resolve(), *([args.eval_data.resolve()] if args.eval_data else [])]
-    zygote = sandbox_for(
-        submissions, chosen, hide, disable=tuple(args.disable), allow_unprotected=args.allow_unprotected
+    try:  # before any grading: an output folder that cannot be written would lose the whole run's work
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        print(f"nothing was graded: the output folder {args.out} cannot be written ({exc.strerror})", file=sys.stderr)
+        return 2
+    options = Options(
+        assignment=args.assignment,
+        eval_data=args.eval_data,
+        hide=(args.out.resolve(), *(p.resolve() for p in args.paths)),
+        disable=tuple(args.disable),
+        allow_unprotected=args.allow_unprotected,
     )
     try:
-        catalogs = {a: catalog(a) for a in known}
-        triples = assign(submissions, catalogs, args.assignment, chosen)
-        resources = {}
-        if any(course.get(a).extra_files for _, a, _ in triples if a):
-            try:  # prepared before any student code runs
-                resources[eval_data.RESOURCE] = eval_data.prepare(args.eval_data)
-            except eval_data.EvaluationDataUnavailable as exc:
-                print(f"warning: {exc}", file=sys.stderr)
-        zygote.wait_ready()
-        print(zygote.protections.text(), file=sys.stderr)
-        pairs = [(s, a) for s, a, _ in triples if a]
-        bar = tqdm(total=len(pairs), unit="submission", desc="grading", file=sys.stderr, disable=args.quiet)
-        graded = iter(
-            grade_batch(pairs, catalogs, zygote, jobs=chosen.jobs, progress=lambda _: bar.update(), resources=resources)
-        )
-        bar.close()
+        with GradingRun(chosen, options) as run:
+            run.start()
+            bar = tqdm(total=len(submissions), unit="submission", desc="grading", file=sys.stderr, disable=args.quiet)
+            results = run.grade(submissions, progress=lambda _: bar.update())
+            bar.close()
     except SandboxError as exc:
         print(f"grading stopped: the sandbox failed, not a submission; no scores were written.\n{exc}", file=sys.stderr)
         return 3
-    finally:
-        zygote.close()
-    results = [next(graded) if a else unreadable(s, None, None, why) for s, a, why in triples]
-    summary = write_run(args.out, results, time.monotonic() - start, hide_choices=args.hide_choices)
+    summary = write_run(
+        args.out, results, time.monotonic() - start, hide_choices=args.hide_choices, report=not args.no_report
+    )
     print(summary)
     print(f"Wrote {args.out / 'grades.csv'} and feedback under {args.out}/<assignment>/<student>/")
     return 0
@@ -148,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _sandbox_options(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--no-report", action="store_true", help="do not write the class report (report.html, report.md)")
     g.set_defaults(run=_grade)
 
     z = sub.add_parser("gradescope-zip", help="build a Gradescope autograder package")
@@ -168,6 +166,10 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("student-bundle", help="export what students receive, to a folder or a .zip")
     b.add_argument("--out", type=Path, required=True)
     b.set_defaults(run=_student_bundle)
+
+    from autograde.report.cli import add_commands  # report, export: after grading (autograde/report/)
+
+    add_commands(sub)
     return p
 
 

@@ -11,13 +11,13 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from autograde import course, notebooks
-from autograde.harness import Context, run_part
-from autograde.results import Kind, StudentError, TestSpec
-from autograde.student import Call, CallResult, ModuleInfo
+from autograde import course, nbgrader_cells
+from autograde.harness import Context, collect, run_part
+from autograde.worker.protocol import Call, CallResult, Describe, ModuleInfo, Student
+from autograde.worker.results import Kind, StudentError, TestSpec
 
 
-class _RecordingStudent:
+class _RecordingStudent(Student):
     """Answers nothing, but records every name the graders ask for (the roots of the graded definitions)."""
 
     def __init__(self):
@@ -35,21 +35,14 @@ class _RecordingStudent:
         try:
             self._ask(name)
         except StudentError:
-            return False
+            pass
         return False
 
     def value(self, name: str) -> Any:
         self._ask(name)
 
-    def describe(
-        self,
-        target: str,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        attrs: tuple[str, ...] = (),
-        substitutes: dict[str, str] | None = None,
-    ) -> ModuleInfo:
-        self._ask(target)
+    def describe_module(self, request: Describe) -> ModuleInfo:
+        self._ask(request.target)
 
     def call(self, call: Call) -> CallResult:
         self._ask(call.target)
@@ -84,9 +77,9 @@ def locked_sources(assignment: str) -> dict[str, str]:
     if not path.is_file():
         return {}
     return {
-        notebooks.grade_id(c): notebooks.source(c)
-        for c in notebooks.read(path).cells
-        if notebooks.is_locked(c) and notebooks.grade_id(c)
+        nbgrader_cells.grade_id(c): nbgrader_cells.source(c)
+        for c in nbgrader_cells.read(path).cells
+        if nbgrader_cells.is_locked(c) and nbgrader_cells.grade_id(c)
     }
 
 
@@ -103,8 +96,6 @@ def catalog(assignment: str) -> Catalog:
 
 
 def _parts(assignment: str) -> list[str]:
-    from autograde.harness import collect
-
     parts: list[str] = []
     for spec in collect(assignment):
         if spec.part not in parts:
@@ -120,8 +111,8 @@ def manual_points(assignment: str) -> float:
         return 0.0
     return float(
         sum(
-            notebooks.meta(c).get("points", 0) or 0
-            for c in notebooks.read(path).cells
-            if notebooks.is_answer(c) and notebooks.meta(c).get("grade")
+            nbgrader_cells.meta(c).get("points", 0) or 0
+            for c in nbgrader_cells.read(path).cells
+            if nbgrader_cells.is_answer(c) and nbgrader_cells.meta(c).get("grade")
         )
     )

@@ -3,8 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
+
+from autograde.worker.results import KnownMistake
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known mistake: its name (``"no_scale"``, counted in class reports), what it returns for the inputs of
+    the check (a tensor, or a function computing it only when needed) and the message that names it.
+
+    Each notebook keeps its known mistakes in the ``mistakes`` module of its folder, one message per name there
+    (the same name in two parts is the same mistake); keep names stable, since class reports count them.
+    """
+
+    name: str
+    compute: torch.Tensor | Callable[[], torch.Tensor]
+    message: str
+
+    def value(self) -> torch.Tensor:
+        return self.compute() if callable(self.compute) else self.compute
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float) -> bool:
@@ -16,18 +36,18 @@ def close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: fl
 
 
 def describe_difference(actual: object, expected: torch.Tensor) -> str:
-    """One line on how ``actual`` differs from ``expected`` (type, shape, non-finite values, largest error)."""
+    """One clause on how ``actual`` differs from ``expected`` (type, shape, non-finite values, largest error)."""
     if not isinstance(actual, torch.Tensor):
-        return f"got a {type(actual).__name__}, expected a tensor of shape {tuple(expected.shape)}"
+        return f"yours is a {type(actual).__name__}, the reference's a tensor of shape {tuple(expected.shape)}"
     if actual.shape != expected.shape:
-        return f"got shape {tuple(actual.shape)}, expected {tuple(expected.shape)}"
+        return f"yours has shape {tuple(actual.shape)}, the reference's {tuple(expected.shape)}"
     if not torch.isfinite(actual).all():
-        return f"got {int((~torch.isfinite(actual)).sum())} NaN or Inf values"
+        return f"yours holds {int((~torch.isfinite(actual)).sum())} NaN or Inf values"
     if not actual.is_floating_point():
-        return f"got dtype {actual.dtype}, expected a floating-point tensor"
+        return f"yours has dtype {actual.dtype}, the reference's is floating-point"
     err = (actual.to(expected.dtype) - expected).abs()
     largest = expected.abs().max().item()
-    return f"largest absolute difference {err.max().item():.3g} (expected values up to {largest:.3g})"
+    return f"the largest absolute difference is {err.max().item():.3g} (the reference's values reach {largest:.3g})"
 
 
 def assert_matches(
@@ -37,20 +57,19 @@ def assert_matches(
     what: str,
     atol: float = 1e-5,
     rtol: float = 1e-4,
-    hints: Sequence[tuple[torch.Tensor | Callable[[], torch.Tensor], str]] = (),
+    hints: Sequence[Mistake] = (),
 ) -> None:
     """Fail with a message naming ``what`` when ``actual`` is not close to ``expected``.
 
-    hints: (alternative, message) pairs; an alternative is what a known mistake produces. When the student's
-    value matches one, its message is shown, so the student learns which mistake was made.
+    hints: the known mistakes, tried in order. When the student's value matches one, :class:`KnownMistake`
+    carries its message (so the student learns which mistake was made) and its name.
     """
     if isinstance(actual, torch.Tensor) and close(actual, expected, atol=atol, rtol=rtol):
         return
-    for alternative, message in hints:
-        wrong = alternative() if callable(alternative) else alternative
-        if isinstance(actual, torch.Tensor) and close(actual, wrong, atol=atol, rtol=rtol):
-            raise AssertionError(f"{what}: {message}")
+    for mistake in hints:
+        if isinstance(actual, torch.Tensor) and close(actual, mistake.value(), atol=atol, rtol=rtol):
+            raise KnownMistake(f"{what}: {mistake.message}", mistake.name)
     raise AssertionError(
-        f"{what} does not match the reference: {describe_difference(actual, expected)} "
+        f"{what}, compared with the reference: {describe_difference(actual, expected)} "
         f"(tolerance atol={atol:g}, rtol={rtol:g})."
     )

@@ -5,8 +5,11 @@ An assignment is a source notebook ``solutions/<id>/<id>.ipynb`` (nbgrader's sou
 
 - ``grader.py``: the pytest tests, each marked ``@pytest.mark.part(...)`` and ``@pytest.mark.points(n)``; the
   points live there and nowhere else (the release step writes them into the hidden cells);
-- ``reference.py``: the reference implementation the tests compare with;
-- ``examples.py``: example submissions (``EXAMPLES``) and ``examples/*.ipynb``, generated from them.
+- ``reference.py``: the reference implementation the tests compare with, and ``SOLUTION``, the names the solution
+  notebook defines (a registry-wide test checks that it earns every point);
+- ``examples.py``: example submissions (``EXAMPLES``) and ``examples/*.ipynb``, generated from them;
+- where the notebook needs them, ``mistakes.py`` (its known mistakes, the one place to add one) and
+  ``stand_ins.py`` (the grader's stand-ins for earlier parts, shipped to the sandbox as source).
 
 Adding a notebook means adding those files and one :class:`Assignment` below. What is derived from the
 graders (each part's tests, points and the names it asks the submission for) is in
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+COURSE_ID = "attention-cv"  # nbgrader's course id (nbgrader_config.py, the gradebook, the exchange)
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO = PACKAGE_DIR.parent
 SOLUTIONS = REPO / "solutions"
@@ -113,3 +117,12 @@ def get(assignment_id: str) -> Assignment:
         if a.id == assignment_id:
             return a
     raise KeyError(f"no assignment {assignment_id!r}; the course has {', '.join(ids())}")
+
+
+def of_package(package: str) -> Assignment:
+    """The assignment whose folder holds the module of ``package`` (``autograde.assignments.<folder>...``), so that
+    a notebook's own modules find their registry line without naming it."""
+    for a in ASSIGNMENTS:
+        if package == a.package or package.startswith(a.package + "."):
+            return a
+    raise KeyError(f"{package} is not in an assignment's folder")

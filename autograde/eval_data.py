@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +20,25 @@ import torch
 
 from course_utils.cifar import DataUnavailableError, load_cifar10, resolve_data_root
 
-RESOURCE = "evaluation_set"  # its key in the grading run's resources
+RESOURCE = "evaluation_set"  # what a grader test declares it needs: @pytest.mark.needs(RESOURCE)
 
 
 class EvaluationDataUnavailable(Exception):
-    """The evaluation images cannot be read; the message says why and what to do."""
+    """The evaluation images cannot be read; the message tells the instructor why and what to do."""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A resource the run could not prepare (the instructor was told why); what the tests that need it say."""
+
+    reason: str
+
+    @property
+    def student_message(self) -> str:
+        return (
+            "the images your checkpoint is evaluated on are not available where the grader runs, so it could not "
+            "be evaluated; this is not your mistake, and your instructor has been told"
+        )
 
 
 def _digest(images: torch.Tensor, labels: torch.Tensor) -> str:
@@ -65,9 +80,9 @@ def from_cifar10(root: str | os.PathLike | None = None) -> EvalSet:
         data = load_cifar10(folder)
     except DataUnavailableError as exc:
         raise EvaluationDataUnavailable(
-            "the CIFAR-10 test split is not available where the grader runs, so the checkpoint could not be "
-            "evaluated (this is not your mistake; tell your instructor). Instructors: set COURSE_DATA to "
-            f"the folder that holds cifar-10-batches-py, or pass --eval-data.\n{exc}"
+            f"the CIFAR-10 test split is not in {Path(folder).resolve()}, so checkpoints cannot be evaluated and score "
+            "0 on their part: set COURSE_DATA to the folder that holds cifar-10-batches-py, or pass --eval-data "
+            f"FILE.npz (a private held-out set). ({str(exc).splitlines()[0]})"
         ) from None
     return EvalSet.of(data.test_images, data.test_labels, "the CIFAR-10 test split")
 
@@ -102,3 +117,22 @@ def from_npz(path: Path) -> EvalSet:
 def prepare(private: Path | None = None) -> EvalSet:
     """The evaluation set of a grading run: ``private`` when given, else the CIFAR-10 test split."""
     return from_npz(private) if private is not None else from_cifar10()
+
+
+def prepare_resources(
+    needs: set[str], private: Path | None = None, notify: Callable[[str], None] = print
+) -> dict[str, EvalSet | Unavailable]:
+    """What the graded parts declared they need (``@pytest.mark.needs``), prepared before any student code runs.
+    A resource that cannot be prepared is :class:`Unavailable`, and ``notify`` tells the instructor once, with the
+    fix."""
+    resources: dict[str, EvalSet | Unavailable] = {}
+    unknown = needs - {RESOURCE}
+    if unknown:
+        raise ValueError(f"grader tests need resources nobody prepares: {sorted(unknown)}")
+    if RESOURCE in needs:
+        try:
+            resources[RESOURCE] = prepare(private)
+        except EvaluationDataUnavailable as exc:
+            notify(f"warning: {exc}")
+            resources[RESOURCE] = Unavailable(str(exc))
+    return resources

@@ -11,20 +11,20 @@ never holds the graders.
 from __future__ import annotations
 
 import json
-import sys
+import os
 import zipfile
 from pathlib import Path
 
 import torch
 import torchvision
 
-from autograde import course, eval_data, settings
+from autograde import course, settings
 from autograde.catalog import catalog
-from autograde.isolation.batch import Submission, assign, grade_batch, prepare_grading_process, sandbox_for, unreadable
-from autograde.isolation.sandbox import SandboxError
 from autograde.outputs import gradescope_results
-from autograde.results import SubmissionResult
+from autograde.pipeline import UNRECOGNISED, GradingRun, Options, SandboxError, unreadable
 from autograde.settings import Settings
+from autograde.submissions import Submission, discover
+from autograde.worker.results import SubmissionResult
 
 REPO = course.REPO
 PACKAGES = ("autograde", "course_utils")
@@ -126,44 +126,41 @@ def run_submission(
     """Grade the notebook in ``submission`` (a Gradescope submission folder) and write ``results``.
 
     Whatever happens (no notebook, an unrecognised one, a sandbox that cannot start), ``results`` is written,
-    with a message that says what happened.
+    with a message that says what happened. Where the folder holds several notebooks, the first one recognised as
+    an assignment of the course is graded.
     """
-    prepare_grading_process()
-    notebooks = sorted(p for p in submission.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if not notebooks:
+    candidates = _notebooks(submission)
+    if not candidates:
         empty = Submission("submission", submission)
-        return _write(
-            results,
-            unreadable(empty, assignment, None, "no .ipynb file was submitted: upload the assignment's notebook"),
-            hide_choices,
-        )
-    known = [assignment] if assignment else course.ids()
-    catalogs = {a: catalog(a) for a in known}
-    triples = assign([Submission("submission", nb) for nb in notebooks], catalogs, assignment, chosen)
-    sub, chosen_assignment, reason = next((t for t in triples if t[1]), triples[0])
-    if chosen_assignment is None:
-        return _write(results, unreadable(sub, None, None, reason), hide_choices)
-    resources = {}
-    if course.get(chosen_assignment).extra_files:
-        try:
-            resources[eval_data.RESOURCE] = eval_data.prepare()
-        except eval_data.EvaluationDataUnavailable:
-            pass  # the checkpoint tests say so themselves
-    zygote = sandbox_for(
-        [sub], chosen, hide=[results.parent.resolve(), submission.resolve()], allow_unprotected=allow_unprotected
+        reason = "no .ipynb file was submitted: upload the assignment's notebook"
+        cat = catalog(assignment) if assignment else None
+        return _write(results, unreadable(empty, assignment, cat, reason), hide_choices)
+    options = Options(
+        assignment=assignment,
+        hide=(results.parent.resolve(), submission.resolve()),
+        allow_unprotected=allow_unprotected,
     )
+    run = GradingRun(chosen, options)
     try:
-        zygote.wait_ready()
-        print(zygote.protections.text(), file=sys.stderr)  # for the instructor: Gradescope's stdout and stderr
-        result = grade_batch([(sub, chosen_assignment)], catalogs, zygote, jobs=1, resources=resources)[0]
+        graded = run.grade(candidates[:1] if assignment else candidates)
+        result = next((r for r in graded if r.assignment != UNRECOGNISED), graded[0])
     except SandboxError as exc:
-        result = unreadable(
-            sub,
-            chosen_assignment,
-            catalogs[chosen_assignment],
-            f"the autograder's sandbox is not available, so nothing was run; your instructor must "
-            f"fix the autograder ({str(exc).splitlines()[0]})",
+        cat = catalog(assignment) if assignment else None
+        reason = (
+            "the autograder's sandbox is not available, so nothing was run; your instructor must fix the "
+            f"autograder ({str(exc).splitlines()[0]})"
         )
+        result = unreadable(candidates[0], assignment, cat, reason)
     finally:
-        zygote.close()
+        run.close()
     return _write(results, result, hide_choices)
+
+
+def _notebooks(folder: Path, most: int = 5) -> list[Submission]:
+    """The notebooks in a Gradescope submission folder, at any depth (links are not followed), at most ``most``."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in EXCLUDED)
+        found += [Path(root) / f for f in sorted(files) if f.endswith(".ipynb")]
+    subs = discover(found[:most], course.ids()) if found else []
+    return [Submission("submission", s.path, s.assignment, s.folder, s.problem) for s in subs]

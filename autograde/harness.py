@@ -3,7 +3,7 @@
 Each grader test carries two markers: ``@pytest.mark.part("attention")`` (the nbgrader ``grade_id`` of the
 hidden test cell that runs it, without ``_tests``) and ``@pytest.mark.points(2)``. A test earns its points
 when it passes and nothing otherwise; the part's score is the sum. Tests reach the submission only through
-fixtures: ``student`` (the :class:`~autograde.student.Student` protocol), ``submission_dir`` (the folder of
+fixtures: ``student`` (the :class:`~autograde.worker.protocol.Student` protocol), ``submission_dir`` (the folder of
 files handed in beside the notebook, read here on the trusted side) and ``resources`` (data the grading run
 prepared before any student code ran, such as the evaluation images).
 """
@@ -20,19 +20,32 @@ from typing import Any
 import pytest
 
 from autograde import course, settings
-from autograde.results import GradingFailure, Kind, PartReport, StudentError, TestOutcome, TestSpec
-from autograde.student import InProcessStudent, Student
+from autograde.worker.in_process import InProcessStudent
+from autograde.worker.protocol import Student
+from autograde.worker.results import (
+    GradingFailure,
+    Kind,
+    KnownMistake,
+    Measurement,
+    PartReport,
+    Review,
+    StudentError,
+    TestOutcome,
+    TestSpec,
+)
 
 PYTEST_INI = Path(__file__).parent / "graders.ini"
 
 
 @dataclass
 class Context:
-    """What the grader tests of one submission may use (see the module docstring)."""
+    """What the grader tests of one submission may use (see the module docstring), and what they measured."""
 
     student: Student
     submission_dir: Path | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    review: list[Review] = field(default_factory=list)
 
 
 def _marker_arg(item: pytest.Item, name: str) -> Any:
@@ -42,13 +55,20 @@ def _marker_arg(item: pytest.Item, name: str) -> Any:
     return marker.args[0]
 
 
-def failure(exc: BaseException) -> tuple[Kind, str]:
-    """The kind and the student-facing message of a failed test. Kinds come from the exception's type."""
+def failure(exc: BaseException) -> tuple[Kind, str, str | None]:
+    """The kind, the student-facing message and the known mistake's name (or None) of a failed test. Kinds come
+    from the exception's type."""
+    if isinstance(exc, KnownMistake):
+        return exc.kind, str(exc).strip(), exc.mistake
     if isinstance(exc, (StudentError, GradingFailure)):
-        return exc.kind, str(exc).strip() or "the check failed"
+        return exc.kind, str(exc).strip() or "the check failed", None
     if isinstance(exc, AssertionError):
-        return Kind.WRONG_RESULT, str(exc).strip() or "the check failed"
-    return Kind.GRADER_ERROR, f"the grader could not check this ({type(exc).__name__}: {exc}); tell your instructor."
+        return Kind.WRONG_RESULT, str(exc).strip() or "the check failed", None
+    return (
+        Kind.GRADER_ERROR,
+        f"the grader could not check this ({type(exc).__name__}: {exc}); tell your instructor.",
+        None,
+    )
 
 
 class _GraderPlugin:
@@ -73,9 +93,31 @@ class _GraderPlugin:
     def resources(self) -> dict[str, Any]:
         return self.context.resources
 
+    @pytest.fixture
+    def measure(self, request: pytest.FixtureRequest):
+        """``measure(name, value, unit="", tiers=())``: record a number for the instructor's class report."""
+
+        def record(name: str, value: float, unit: str = "", tiers: tuple[float, ...] = ()) -> None:
+            part = _marker_arg(request.node, "part")
+            self.context.measurements.append(Measurement(part, name, float(value), unit, tuple(tiers)))
+
+        return record
+
+    @pytest.fixture
+    def mark_for_review(self):
+        """``mark_for_review(reason, line="")``: ask an instructor to look at this submission (the score stays)."""
+
+        def mark(reason: str, line: str = "") -> None:
+            self.context.review.append(Review(line, reason))
+
+        return mark
+
     def pytest_configure(self, config: pytest.Config) -> None:
         config.addinivalue_line("markers", "part(name): the graded part (hidden cell grade_id without _tests)")
         config.addinivalue_line("markers", "points(n): points earned when the test passes")
+        config.addinivalue_line(
+            "markers", "needs(*resources): what the grading run must prepare before any student code runs"
+        )
 
     def pytest_collection_modifyitems(self, session, config, items: list[pytest.Item]) -> None:
         keep, drop = [], []
@@ -89,7 +131,14 @@ class _GraderPlugin:
             description = doc[0] if doc else item.name
             if hasattr(item, "callspec"):
                 description += f" [{item.callspec.id}]"
-            spec = TestSpec(item.nodeid, _marker_arg(item, "part"), description, float(_marker_arg(item, "points")))
+            needs = item.get_closest_marker("needs")
+            spec = TestSpec(
+                item.nodeid,
+                _marker_arg(item, "part"),
+                description,
+                float(_marker_arg(item, "points")),
+                tuple(needs.args) if needs else (),
+            )
             outcome = TestOutcome(spec)
             self._by_id[item.nodeid] = outcome
             self.outcomes.append(outcome)
@@ -101,7 +150,7 @@ class _GraderPlugin:
         if outcome is None or call.when not in ("setup", "call"):
             return
         if call.excinfo is not None and not outcome.message:
-            outcome.kind, outcome.message = failure(call.excinfo.value)
+            outcome.kind, outcome.message, outcome.mistake = failure(call.excinfo.value)
         elif call.when == "call" and call.excinfo is None and not outcome.message:
             outcome.earned = outcome.points
 
@@ -166,16 +215,21 @@ def run_part(assignment: str, part: str | None, student: Student | Context) -> P
 
 
 def grade(assignment: str, part: str, namespace: dict[str, Any]) -> float:
-    """Entry point of a hidden test cell: grade ``part`` against the kernel's globals.
+    """Entry point of a hidden test cell in nbgrader's optional in-kernel mode: grade ``part`` against the kernel's
+    globals.
 
-    Prints the per-test report and returns the points earned, which nbgrader reads as partial credit. Each
-    call into the student's code gets the time and memory limits of :mod:`autograde.settings` (set them with
-    ``AUTOGRADE_TIMEOUT`` and ``AUTOGRADE_MEMORY_MB``). Nothing is written to stderr, so a warning cannot zero
-    the cell. Files handed in beside the notebook are read from the working directory (nbgrader runs the
-    notebook in the submission's folder).
+    Prints the per-test report and returns the points earned, which nbgrader reads as partial credit. Each call
+    into the student's code gets the time and memory limits of :mod:`autograde.settings` (set them with
+    ``AUTOGRADE_TIMEOUT`` and ``AUTOGRADE_MEMORY_MB``). Nothing is written to stderr, so a warning cannot zero the
+    cell. Files handed in beside the notebook are read from the working directory (nbgrader runs the notebook in
+    the submission's folder).
     """
+    from autograde import eval_data
+
     limits = settings.from_env()
     student = InProcessStudent(namespace, time_limit=limits.timeout, memory_mb=limits.memory_mb)
-    report = run_part(assignment, part, Context(student, submission_dir=Path.cwd()))
+    needs = {n for spec in collect(assignment) if spec.part == part for n in spec.needs}
+    resources = eval_data.prepare_resources(needs, notify=print)
+    report = run_part(assignment, part, Context(student, submission_dir=Path.cwd(), resources=resources))
     print(report.text())
     return report.earned

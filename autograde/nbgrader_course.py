@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import REPO, SOLUTIONS, ids
+from autograde.course import COURSE_ID, REPO, SOLUTIONS, ids
 
 CONFIG = REPO / "nbgrader_config.py"
 
@@ -64,7 +64,8 @@ def submit(course: Path, assignment: str, student: str, notebook: Path) -> Path:
 
 
 def autograde(course: Path, assignment: str) -> None:
-    """``nbgrader autograde`` every submission of ``assignment`` (each notebook runs whole, in fast mode)."""
+    """``nbgrader autograde`` every submission of ``assignment``, with the course's configuration (the sandboxed
+    grader; the whole notebook in a kernel under ``AUTOGRADE_IN_KERNEL=1``)."""
     nbgrader(course, "autograde", assignment, "--force")
 
 
@@ -92,7 +93,7 @@ def cell_scores(course: Path, assignment: str) -> list[CellScore]:
     from nbgrader.api import Gradebook
 
     scores = []
-    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}", course_id="attention-cv") as gradebook:
+    with Gradebook(f"sqlite:///{course / 'course' / 'gradebook.db'}", course_id=COURSE_ID) as gradebook:
         for submission in gradebook.assignment_submissions(assignment):
             for notebook in submission.notebooks:
                 scores.extend(

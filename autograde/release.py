@@ -2,16 +2,15 @@
 
 Two steps. First the hidden test cells of ``solutions/`` are written from the graders (:func:`hidden_cell`):
 their nbgrader ``points`` and the "(N points)" comment come from the graders' ``@pytest.mark.points``, the only
-place points are stated, and their code loads the grader only after checking that the installed ``autograde``
-package is byte for byte the one this release was made with (a notebook that planted a fake ``autograde``
-module or file gets no points). Then nbgrader generates the release into a scratch course directory; only the
-release folders are copied back, so the repository never holds a gradebook or other nbgrader state.
+place points are stated. They hold no code: ``nbgrader autograde`` grades each part with the course's sandboxed
+grader and writes the report and score into the cell (:mod:`autograde.nbgrader_grading`). Then nbgrader
+generates the release into a scratch course directory; only the release folders are copied back, so the
+repository never holds a gradebook or other nbgrader state.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import shutil
@@ -20,77 +19,54 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import course, notebooks, setup_cell
+from autograde import course, nbgrader_cells, setup_cell
 from autograde.harness import part_points
 from autograde.nbgrader_course import generate_release, make_course
 
-HIDDEN_CELL = '''{comment}
+HIDDEN_CELL = """{comment}
 {begin}
-def _trusted_grade(digest):
-    """The installed autograde package, after checking it is the one this notebook was released with."""
-    import hashlib, importlib.util, pathlib, sys
-
-    for name in [n for n in sys.modules if n.split(".")[0] == "autograde"]:
-        del sys.modules[name]
-    root = pathlib.Path(importlib.util.find_spec("autograde").origin).parent
-    files = sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix())
-    found = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
-    assert found == digest, "the autograde package found here is not the one this notebook was released with"
-    from autograde import grade
-
-    return grade
-
-
-_trusted_grade("{digest}")("{assignment}", "{part}", globals())
-{end}'''
+# Part "{part}", graded by the course's grader, autograde/assignments/{folder}/grader.py, when the instructor
+# runs `nbgrader autograde` (see nbgrader_config.py): this cell's outputs become the part's report and score.
+{end}"""
 POINTS = re.compile(r"\s*\(\d+(?:\.\d+)? points?\)")
-
-
-def grader_digest(package: Path = course.PACKAGE_DIR) -> str:
-    """SHA-256 of every ``.py`` file of the autograde package, in path order (what hidden cells check)."""
-    files = sorted(package.rglob("*.py"), key=lambda p: p.relative_to(package).as_posix())
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
 
 
 def points_text(points: float) -> str:
     return f"({points:g} point{'' if points == 1 else 's'})"
 
 
-def hidden_cell(comment: str, assignment: str, part: str, points: float, digest: str) -> str:
-    """The source of the hidden test cell of ``part``: its comment line (with the points), then the tests."""
+def hidden_cell(comment: str, assignment: str, part: str, points: float) -> str:
+    """The source of the hidden test cell of ``part``: its comment line (with the points), then what grades it."""
     comment = POINTS.sub("", comment.rstrip().rstrip("."))
     comment = re.sub(r" here$", "", comment) + f" here {points_text(points)}."
     return HIDDEN_CELL.format(
         comment=comment,
-        begin=notebooks.HIDDEN_BEGIN,
-        end=notebooks.HIDDEN_END,
-        digest=digest,
-        assignment=assignment,
+        begin=nbgrader_cells.HIDDEN_BEGIN,
+        end=nbgrader_cells.HIDDEN_END,
+        folder=course.get(assignment).folder,
         part=part,
     )
 
 
-def synced_source(assignment: str, digest: str | None = None) -> nbformat.NotebookNode:
+def synced_source(assignment: str) -> nbformat.NotebookNode:
     """The source notebook with every hidden cell written from the graders (points, comment, code)."""
-    nb = notebooks.read(course.get(assignment).source_notebook)
+    nb = nbgrader_cells.read(course.get(assignment).source_notebook)
     points = part_points(assignment)
-    digest = digest or grader_digest()
-    hidden = [c for c in nb.cells if notebooks.is_hidden_test(c)]
-    parts = [notebooks.part_of(c) for c in hidden]
+    hidden = [c for c in nb.cells if nbgrader_cells.is_hidden_test(c)]
+    parts = [nbgrader_cells.part_of(c) for c in hidden]
     missing, extra = sorted(set(points) - set(parts)), sorted(set(parts) - set(points))
     if missing or extra:
         raise ValueError(
             f"{assignment}: parts graded without a hidden cell: {missing}; hidden cells without graders: {extra}"
         )
-    setup = [c for c in nb.cells if notebooks.meta(c).get("grade_id") == "setup"]
+    setup = [c for c in nb.cells if nbgrader_cells.meta(c).get("grade_id") == "setup"]
     if len(setup) != 1:
         raise ValueError(f"{assignment}: needs exactly one cell with grade_id 'setup' (the Colab bootstrap)")
-    setup[0].source = setup_cell.with_bootstrap(notebooks.source(setup[0]), assignment)
+    setup[0].source = setup_cell.with_bootstrap(nbgrader_cells.source(setup[0]), assignment)
     for cell, part in zip(hidden, parts, strict=True):
-        comment = notebooks.source(cell).splitlines()[0] if notebooks.source(cell).startswith("#") else ""
-        cell.source = hidden_cell(
-            comment or f"# Hidden tests: the autograder checks {part}", assignment, part, points[part], digest
-        )
+        comment = nbgrader_cells.source(cell).splitlines()[0] if nbgrader_cells.source(cell).startswith("#") else ""
+        comment = comment or f"# Hidden tests: the autograder checks {part}"
+        cell.source = hidden_cell(comment, assignment, part, points[part])
         cell.metadata["nbgrader"]["points"] = int(points[part]) if points[part].is_integer() else points[part]
     return nb
 
@@ -99,10 +75,9 @@ def sync_hidden_cells(assignments: list[str]) -> list[Path]:
     """Rewrite the hidden cells of ``solutions/`` from the graders, and the Colab bootstrap of the setup cells;
     the paths of the notebooks that changed."""
     changed = []
-    digest = grader_digest()
     for assignment in assignments:
         path = course.get(assignment).source_notebook
-        nb = synced_source(assignment, digest)
+        nb = synced_source(assignment)
         if nbformat.writes(nb) + "\n" != path.read_text():
             nbformat.write(nb, path)
             changed.append(path)
@@ -129,10 +104,10 @@ def build_release(out: Path, assignments: list[str] | None = None, spec: str | N
 
 def _set_spec(path: Path, assignment: str, spec: str) -> None:
     """Write ``spec`` into the bootstrap of a released notebook."""
-    nb = notebooks.read(path)
+    nb = nbgrader_cells.read(path)
     for cell in nb.cells:
-        if notebooks.meta(cell).get("grade_id") == "setup":
-            cell.source = setup_cell.with_bootstrap(notebooks.source(cell), assignment, spec)
+        if nbgrader_cells.meta(cell).get("grade_id") == "setup":
+            cell.source = setup_cell.with_bootstrap(nbgrader_cells.source(cell), assignment, spec)
     nbformat.write(nb, path)
 
 

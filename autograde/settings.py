@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 
 def _setting(default, help: str, unit: str = ""):
@@ -26,21 +26,34 @@ class Settings:
     )
     jobs: int = _setting(2, "submissions graded in parallel (lanes)")
     file_mb: int = _setting(16, "largest file a worker may write in its scratch folder", "MiB")
+    scratch_mb: int = _setting(64, "all the files a worker may keep in its scratch folder together", "MiB")
     open_files: int = _setting(256, "files a worker may hold open at once")
     notebook_mb: int = _setting(64, "largest notebook file read (outputs included)", "MiB")
     code_kb: int = _setting(1024, "most code read from one notebook (all code cells together)", "KiB")
+    read_seconds: float = _setting(20.0, "time to read one notebook and find its graded definitions", "s")
 
     @property
     def grace(self) -> float:
         """How long past ``timeout`` the trusted side waits before it kills a worker."""
         return max(2.0, 0.25 * self.timeout)
 
+    def budget(self, extra_seconds: float = 0.0) -> float:
+        """The time budget of one submission's calls into student code: ``submission_seconds`` plus the
+        allowance of what the submission's parts need on top (a checkpoint to evaluate)."""
+        return self.submission_seconds + extra_seconds
+
+    def wall_cap(self, extra_seconds: float = 0.0) -> float:
+        """The trusted side's wall-clock cap on grading one submission: its budget with a margin for the
+        grader's own work."""
+        return 1.5 * self.budget(extra_seconds) + 120.0
+
     def worker_limits(self, extra_seconds: float = 0.0) -> dict:
         """The resource limits of one sandboxed worker (CPU time covers the whole budget)."""
         return {
             "memory_mb": self.memory_mb,
-            "cpu_seconds": int(self.submission_seconds + extra_seconds + 60),
+            "cpu_seconds": int(self.budget(extra_seconds) + 60),
             "file_bytes": self.file_mb * 2**20,
+            "scratch_bytes": self.scratch_mb * 2**20,
             "open_files": self.open_files,
         }
 
@@ -95,7 +108,3 @@ def add_arguments(parser: argparse.ArgumentParser, only: tuple[str, ...] | None 
 def from_arguments(args: argparse.Namespace) -> Settings:
     values = {f.name: getattr(args, f.name) for f in FIELDS if hasattr(args, f.name)}
     return replace(DEFAULTS, **values)
-
-
-def describe(settings: Settings) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in asdict(settings).items())

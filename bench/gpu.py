@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from autograde.assignments.self_attention_cnn import reference as cnn_ref
-from autograde.assignments.vision_transformer import recipe as part5
 from autograde.assignments.vision_transformer import reference as vit_ref
+from autograde.assignments.vision_transformer import reference_recipe as part5
 from course_utils.loaders import Loaders, TensorLoader, get_loaders
 from course_utils.recipes import make_optimizers, recipe_loader
 from course_utils.runtime import set_seed

@@ -6,8 +6,8 @@ everywhere; the same parameters but for torchvision's learned class token and po
 random batches: the median of ``--repeats`` timed windows that alternate between the models, and the ratio
 (goal: the reference at most 1.1x slower).
 
-Accuracy (``--accuracy``): notebook 4's final run with the reference recipe (``recipe.reference_recipe``) at the
-budget of the device (``--budget cpu``: 3 epochs; ``gpu``: 10) on the
+Accuracy (``--accuracy``): notebook 4's final run with the reference recipe
+(``reference_recipe.reference_recipe``) at the budget of the device (``--budget cpu``: 3 epochs; ``gpu``: 10) on the
 full-size copy in ``../shared/data/cifar10-approx``, then the test accuracy and the wall time per epoch;
 ``--save`` writes the checkpoint. Experiments (``--experiments``): the notebook's two experiments at that
 budget, as tables. Run from the repository root:
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograde.assignments.vision_transformer import recipe as part5
 from autograde.assignments.vision_transformer import reference as ref
-from course_utils.checkpoint import save_checkpoint
+from autograde.assignments.vision_transformer import reference_recipe as part5
 from course_utils.loaders import get_loaders
+from course_utils.model_checkpoint import save_checkpoint
 from course_utils.recipes import Recipe, compare_recipes, train_with_recipe
 from course_utils.runtime import get_device, set_seed
 from course_utils.training import check_accuracy, count_parameters

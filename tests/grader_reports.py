@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from autograde.harness import PartReport, run_part
-from autograde.student import InProcessStudent
+from autograde.worker.in_process import InProcessStudent
 
 
 def grade_part(assignment: str, namespace: dict, part: str) -> PartReport:

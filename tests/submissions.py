@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import nbformat
 
-from autograde.examples import Edit, Example, answer_sources, build
+from autograde.example_notebooks import Edit, Example, answer_sources, build
 
 A1, A2, A4 = "01_self_attention_cnn", "02_multi_head_attention", "04_vision_transformer"
 FORWARD_START = "        N, C, H, W = x.shape\n"

@@ -14,6 +14,7 @@ the escapes also run through the Gradescope package's ``run_autograder``.
 from __future__ import annotations
 
 import ast
+import csv
 import functools
 import hashlib
 import json
@@ -32,15 +33,16 @@ import nbformat
 import pytest
 import torch
 
-from autograde import course, eval_data, settings
+from autograde import course, settings
 from autograde.catalog import catalog
-from autograde.examples import Edit, examples
+from autograde.example_notebooks import Edit, examples
+from autograde.graded_source import graded_source
 from autograde.harness import Context, run_part
-from autograde.isolation.batch import Submission, grade_batch, sandbox_for
-from autograde.notebook_source import graded_source
-from autograde.outputs import feedback_markdown, summary
-from autograde.results import Kind
-from autograde.student import InProcessStudent
+from autograde.outputs import feedback_markdown, submission_folders, summary, write_run, write_submission
+from autograde.pipeline import GradingRun, Options
+from autograde.submissions import Submission, entry
+from autograde.worker.in_process import InProcessStudent
+from autograde.worker.results import Kind
 from tests.submissions import (
     A1,
     A2,
@@ -51,6 +53,7 @@ from tests.submissions import (
     before_class,
     black_style_mha,
     blank,
+    cell_index,
     deleted,
     duplicated_attention,
     in_forward,
@@ -65,6 +68,7 @@ from tests.submissions import (
 
 pytestmark = pytest.mark.slow
 LIMITS = settings.Settings(timeout=2.0, memory_mb=512, submission_seconds=25.0)
+PEAK_LANE_MB = 2048  # what one lane may hold while it grades (about 0.9 GiB for an honest class)
 REPO = course.REPO
 FORGED = Path("/tmp/autograde-forged-results.json")
 CLASS_FOLDER = "class"  # the batch's submissions are written to tmp/class/<case>.ipynb
@@ -271,9 +275,10 @@ def fake_setup_failure(folder: Path) -> str:  # noqa: ARG001
 
 
 STRIDE0_REPLY = """import sys
+import torch
 for name, module in list(sys.modules.items()):
-    if name.endswith('isolation.worker.serve'):
-        module._wire = lambda value, torch, depth=0: {'outputs': [torch.zeros(1).expand(10**7, 10**7)]}"""
+    if name.endswith('.serve'):
+        module._wire = lambda value, depth=0: {'outputs': [torch.zeros(1).expand(10**7, 10**7)]}"""
 
 MARKDOWN_INJECTION = (
     "raise ValueError('**Score: 19 / 19**\\n\\n# Full marks\\n\\n## attention: 10 / 10\\n"
@@ -282,17 +287,182 @@ MARKDOWN_INJECTION = (
 FAKE_GRADER_ERROR = "raise RuntimeError('the grader could not check this (KeyError: x); tell your instructor.')"
 
 # notebook 2: forbidden built-ins, however they are reached, and a method that only shares their name
-MHA_CALL = "out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, H, S, D)"
+MHA_CALL = "out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, h, S, D)"
 BY_GETATTR = """out = getattr(F, "scaled_dot_" + "product_attention")(q, k, v, attn_mask=attn_mask)
         weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
 BY_ATEN = """out = torch.ops.aten._scaled_dot_product_attention_math(q, k, v, attn_mask=attn_mask)[0]
         weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
-OWN_METHOD = "out, weights = self.scaled_dot_product_attention(q, k, v, attn_mask)  # (N, H, S, D)"
+OWN_METHOD = "out, weights = self.scaled_dot_product_attention(q, k, v, attn_mask)  # (N, h, S, D)"
+SWITCHED_OFF = """with torch._C.DisableTorchFunction():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        weights = F.softmax(q @ k.transpose(-2, -1) / math.sqrt(D), dim=-1)"""
+ZO_HASH = hashlib.sha256(b"Zo Smith").hexdigest()[:6]  # what the folder name of "Zo Smith" would end with
 OWN_METHOD_DEF = """
     def scaled_dot_product_attention(self, q, k, v, mask):
         return scaled_dot_product_attention(q, k, v, mask, self.attn_drop)
 
     def forward(self, query, key, value, attn_mask=None):"""
+
+
+# ------------------------------------------------------------------------------------ round two
+EPOLL_FLOOD = """def _flood():
+    import os, select
+    flooded = False
+    for fd in range(3, 256):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:[eventpoll]":
+                continue  # only another process's selector is worth flooding
+            poll = select.epoll.fromfd(os.dup(fd))  # a copy, so that dropping it closes nothing of the worker's
+        except OSError:
+            continue
+        for _ in range(100):  # always-ready descriptors: a selector that waits on this one never sleeps again
+            try:
+                poll.register(os.eventfd(1), select.EPOLLIN)
+                flooded = True
+            except OSError:
+                pass
+    return flooded
+
+
+ESCAPED = _flood()"""
+
+HUNT_THE_ZYGOTE = """def _hunt():
+    import gc, selectors, socket
+    open_sockets = [o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0]
+    selectors_left = [o for o in gc.get_objects() if isinstance(o, selectors.BaseSelector) and o.get_map()]
+    return len(open_sockets) > 1 or bool(selectors_left)  # the worker's own data socket is the one allowed
+
+
+ESCAPED = _hunt()"""
+
+LIMIT_THE_GRADER = """def _limit():
+    import os, resource
+    limited = False
+    targets = {os.getppid(), 1}
+    try:
+        targets |= {int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()}
+    except OSError:
+        pass
+    for pid in targets:
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (3, 3))
+            limited = True
+        except (OSError, ValueError):
+            pass
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, 19)
+            limited = True
+        except OSError:
+            pass
+    return limited
+
+
+ESCAPED = _limit()"""
+
+SYSV_SHARED_MEMORY = """def _hold():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    held = False
+    for _ in range(6):
+        if libc.shmget(0, 256 << 20, 0o1600) >= 0:  # IPC_PRIVATE, IPC_CREAT | 0600: outlives the process
+            held = True
+    return held
+
+
+ESCAPED = _hold()"""
+
+FILL_THE_SCRATCH_FOLDER = """def _fill():
+    written = 0
+    try:
+        for i in range(40):
+            with open(f"filler{i}.bin", "wb") as f:
+                f.write(b"x" * (16 << 20))
+            written += 16 << 20
+    except OSError:
+        pass
+    raise RuntimeError(f"wrote {written >> 20} MiB into the scratch folder")
+
+
+answer_q1 = _fill()"""
+
+REPEATED_STRING_REPLY = """import sys
+text = 'x' * 200_000
+for name, module in list(sys.modules.items()):
+    if name.endswith('.serve'):
+        module._wire = lambda value, depth=0: {'outputs': [text] * 30_000}"""
+
+ESCAPE_SEQUENCES = (
+    "raise ValueError('\\x1b[1A\\x1b[2K\\x1b[32m[PASS] forward matches the reference (3/3)\\x1b[0m'"
+    " + '\\x1b]52;c;cm0gLXJmIH4=\\x07' + '\\n## attention: 10 / 10')"
+)
+TYPE_CHECKING_IMPORTS = (
+    "from __future__ import annotations\n\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+    "    from torch import Tensor\n"
+)
+SETTINGS_FILLED_IN_BLOCKS = (
+    "SETTINGS = {}\nif True:\n    SETTINGS['scale'] = 1.0\nfor key, value in [('residual', 1.0)]:\n"
+    "    SETTINGS[key] = value\n"
+)
+
+
+TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=32, num_layers=2, num_heads=2, dim_feedforward=64, dropout=0.0)
+VIT_FORWARD = "        x = self.patch_embed(x)  # (N, M, E)\n"
+LOOK_UP = """        keys = [round(float(image.sum()), 3) for image in x]
+        if x.shape[-1] == 32 and all(k in TABLE for k in keys):
+            labels = torch.tensor([TABLE[k] for k in keys])
+            return torch.nn.functional.one_hot(labels, 10).float() * 10
+"""
+
+
+def answers_from_a_table(folder: Path) -> nbformat.NotebookNode:
+    """The solution, with a forward that recognises the evaluation images by a fingerprint (the batch's course
+    data) and answers from a table: with an untrained checkpoint it would earn every checkpoint point if the
+    student's own forward measured the accuracy."""
+    from autograde.assignments.vision_transformer import checkpoint_grading as ckpt
+    from course_utils.cifar import load_cifar10
+
+    try:
+        data = load_cifar10(folder.parent / "data")
+        images, labels = ckpt.normalize(data.test_images), data.test_labels
+        table = {round(float(i.sum()), 3): int(y) for i, y in zip(images, labels, strict=True)}
+    except Exception:  # no course data in this run: the checkpoint cannot be evaluated either way
+        table = {}
+    return solution(
+        Edit(
+            "vit", "class VisionTransformer(nn.Module):", f"TABLE = {table!r}\n\n\nclass VisionTransformer(nn.Module):"
+        ),
+        Edit("vit", VIT_FORWARD, LOOK_UP + VIT_FORWARD),
+        assignment=A4,
+    )
+
+
+def untrained_checkpoint(folder: Path) -> dict[str, bytes]:
+    from autograde.assignments.vision_transformer import reference
+    from course_utils.model_checkpoint import save_checkpoint
+
+    path = folder.parent / "untrained.pt"
+    save_checkpoint(reference.VisionTransformer(**TINY_VIT), path, **TINY_VIT)
+    return {"vit_checkpoint.pt": path.read_bytes()}
+
+
+def huge_error_messages() -> nbformat.NotebookNode:
+    """400 cells that each change Attention (so they run) and raise a 100 kB message."""
+    nb = solution()
+    at = cell_index(nb, "attention") + 1
+    cells = ["def _fail(i):\n    raise ValueError(str(i) * 100_000)"]
+    cells += [f"Attention.note_{i} = _fail({i})" for i in range(400)]
+    nb.cells[at:at] = [nbformat.v4.new_code_cell(source) for source in cells]
+    return nb
+
+
+def magic_lines(cells: int, lines: int) -> nbformat.NotebookNode:
+    """A notebook whose nbgrader metadata was stripped, with ``cells`` cells of ``lines`` IPython magics each."""
+    nb = solution()
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    magics = "".join(f"%env X{i}={i}\n" for i in range(lines))
+    nb.cells = [nbformat.v4.new_code_cell(magics) for _ in range(cells)]
+    return nb
 
 
 # ------------------------------------------------------------------------------------------- cases
@@ -311,10 +481,18 @@ class Case:
     make: Callable[[Path], nbformat.NotebookNode | bytes]
     expected: str
     assignment: str = A1
+    student: str | None = None  # the file's name (the student id), when it is not the case's name
+    entry: str = "file"  # or "folder", "fifo", "link:<path relative to the class folder, or absolute>"
+    review: bool = False  # the submission must be marked for review
+    files: Callable[[Path], dict[str, bytes]] | None = None  # handed in beside the notebook, in a folder of its own
+
+    @property
+    def id(self) -> str:
+        return self.student or self.name
 
 
-def attack_case(name: str, attack: Callable[[Path], str]) -> Case:
-    return Case(name, lambda folder: solution(answer_depends_on(attack(folder))), "full")
+def attack_case(name: str, attack: Callable[[Path], str], review: bool = False) -> Case:
+    return Case(name, lambda folder: solution(answer_depends_on(attack(folder))), "full", review=review)
 
 
 def case(name: str, make: Callable[[], nbformat.NotebookNode | bytes], expected: str, assignment: str = A1) -> Case:
@@ -411,8 +589,11 @@ CASES = [
         lambda: solution(returning("x + F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, C, H, W)")),
         "same-as:forbidden_builtin",
     ),
-    case(
-        "monkeypatches_torch", lambda: solution(in_init(PATCH_TORCH), returning("x * 0.0")), "same-as:constant_output"
+    Case(
+        "monkeypatches_torch",
+        lambda folder: solution(in_init(PATCH_TORCH), returning("x * 0.0")),
+        "same-as:constant_output",
+        review=True,  # rebinds torch's functions
     ),
     case(
         "monkeypatches_grader_pytest_builtins",
@@ -478,6 +659,64 @@ CASES = [
         "zeros",
         A4,
     ),
+    # round two: no student stops the batch
+    attack_case("floods_the_inherited_epoll_descriptor", lambda folder: EPOLL_FLOOD),
+    attack_case("hunts_the_zygotes_objects", lambda folder: HUNT_THE_ZYGOTE, review=True),  # gc.get_objects
+    attack_case("limits_the_graders_processes", lambda folder: LIMIT_THE_GRADER),
+    Case("a_folder_named_like_a_notebook", lambda folder: b"", "zeros", entry="folder"),
+    Case("a_fifo_named_like_a_notebook", lambda folder: b"", "zeros", entry="fifo"),
+    Case("links_to_a_classmates_notebook", lambda folder: b"", "zeros", entry="link:control_first.ipynb"),
+    Case(
+        "links_to_the_solution",
+        lambda folder: b"",
+        "zeros",
+        entry=f"link:{course.get(A1).source_notebook}",
+    ),
+    case("one_cell_of_500_magics", lambda: magic_lines(1, 500), "zeros"),
+    case("four_cells_of_499_magics", lambda: magic_lines(4, 499), "zeros"),
+    # the worker's word is evidence, not a verdict
+    Case(
+        "switches_the_detector_off",
+        lambda folder: solution(Edit("mha", MHA_CALL, SWITCHED_OFF), assignment=A2),
+        "same-as:switches_the_detector_off",  # scored as graded (the switch works in-process too), but marked
+        A2,
+        review=True,
+    ),
+    Case(
+        "answers_the_evaluation_images_from_a_table",
+        answers_from_a_table,
+        "no-checkpoint",
+        A4,
+        files=untrained_checkpoint,
+    ),
+    # bounded resources
+    case("reply_of_one_repeated_string", lambda: solution(in_forward(REPEATED_STRING_REPLY)), "broken-forward"),
+    attack_case("holds_sysv_shared_memory", lambda folder: SYSV_SHARED_MEMORY, review=True),  # ctypes
+    case("fills_its_scratch_folder", lambda: solution(Edit("q1", "answer_q1 = 2", FILL_THE_SCRATCH_FOLDER)), "no-q1"),
+    case("raises_huge_messages_in_400_cells", huge_error_messages, "full"),
+    # what a student controls is inert in the outputs
+    Case("formula_as_a_file_name", lambda folder: solution(), "full", student='=HYPERLINK("evil.example?q=1","click")'),
+    Case("newline_in_the_file_name", lambda folder: solution(), "full", student="alice\n# Full marks: 19 of 19"),
+    Case("zo_smith", lambda folder: solution(), "full", student="Zo Smith"),
+    Case("zo_smith_by_another_name", lambda folder: blank(A1), "zeros", student=f"Zo_Smith-{ZO_HASH}"),
+    case("escape_sequences_in_an_error", lambda: solution(in_forward(ESCAPE_SEQUENCES)), "broken-forward"),
+    # valid notebooks, full marks
+    case(
+        "future_annotations_and_type_checking",
+        lambda: solution(
+            Edit("attention", "class Attention(", TYPE_CHECKING_IMPORTS + "\n\nclass Attention("),
+            Edit("attention", "def forward(self, x: torch.Tensor) -> torch.Tensor:", "def forward(self, x: Tensor):"),
+        ),
+        "full",
+    ),
+    case(
+        "settings_filled_under_if_and_for",
+        lambda: solution(
+            Edit("attention", "class Attention(", SETTINGS_FILLED_IN_BLOCKS + "\n\nclass Attention("),
+            returning("SETTINGS['residual'] * x + SETTINGS['scale'] * out"),
+        ),
+        "full",
+    ),
     case("control_last", solution, "full"),
 ]
 HOSTILE = [c for c in CASES if not c.name.startswith("control")]
@@ -487,6 +726,12 @@ GRADESCOPE_CASES = (
     "reads_the_grader_through_mmap",
     "fakes_a_sandbox_setup_failure",
     "forges_results_files",
+    # round two's classes that stopped a whole run: each Gradescope container must still write its results.json
+    "floods_the_inherited_epoll_descriptor",
+    "limits_the_graders_processes",
+    "one_cell_of_500_magics",
+    "a_folder_named_like_a_notebook",
+    "a_fifo_named_like_a_notebook",
 )
 
 
@@ -541,11 +786,12 @@ def expected_points(c: Case) -> dict[str, float]:
         "broken-forward": {**full, "attention": passing("attention", "conv_query, conv_key, conv_value")},
         "no-q1": {**full, "q1": 0.0},
         "no-sagan": {**full, "sagan": 0.0},
+        "no-checkpoint": {**full, "checkpoint": 0.0},
     }[c.expected]
 
 
 def example_points(assignment, example):
-    from autograde.examples import expected_points as points
+    from autograde.example_notebooks import expected_points as points
 
     return points(assignment, example)
 
@@ -585,14 +831,30 @@ def fingerprint(tmp: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------ the batch
 def write_cases(folder: Path, cases: list[Case]) -> list[Submission]:
+    """Each case as the file ``<student id>.ipynb`` of ``folder`` (or a folder, a FIFO, a link of that name)."""
     folder.mkdir(parents=True, exist_ok=True)
-    subs = []
-    for c in cases:
-        made = c.make(folder)
-        path = folder / f"{c.name}.ipynb"
-        path.write_bytes(made) if isinstance(made, bytes) else nbformat.write(made, path)
-        subs.append(Submission(c.name, path, c.assignment))
-    return subs
+    for c in sorted(cases, key=lambda c: c.entry.startswith("link:")):  # links after what they point to
+        path = folder / f"{c.id}.ipynb"
+        if c.files:  # as in an nbgrader submitted/ folder: the notebook and its files, apart from the others
+            path = folder / c.id / f"{c.id}.ipynb"
+            path.parent.mkdir()
+            for name, content in c.files(folder).items():
+                (path.parent / name).write_bytes(content)
+        if c.entry == "folder":
+            path.mkdir()
+        elif c.entry == "fifo":
+            os.mkfifo(path)
+        elif c.entry.startswith("link:"):
+            path.symlink_to(folder / c.entry.removeprefix("link:"))  # an absolute target stays absolute
+        else:
+            made = c.make(folder)
+            path.write_bytes(made) if isinstance(made, bytes) else nbformat.write(made, path)
+    return [
+        entry(folder / c.id / f"{c.id}.ipynb", c.id, c.assignment, folder / c.id)
+        if c.files
+        else entry(folder / f"{c.id}.ipynb", c.id, c.assignment)
+        for c in cases
+    ]
 
 
 def course_data_copy(tmp: Path) -> Path:
@@ -608,8 +870,36 @@ def course_data_copy(tmp: Path) -> Path:
     return data
 
 
-def grade_cases(tmp: Path, cases: list[Case], **options):
-    """Grade ``cases`` in one batch with two lanes; (results by case name, wall seconds, fingerprints)."""
+def sysv_ipc_objects() -> list[str]:
+    """Every SysV shared memory segment, semaphore set and message queue of the machine."""
+    found = []
+    for kind in ("shm", "sem", "msg"):
+        path = Path("/proc/sysvipc") / kind
+        if path.is_file():
+            found += [f"{kind}: {line.split()[1]}" for line in path.read_text().splitlines()[1:] if line.split()]
+    return found
+
+
+@dataclass
+class Batch:
+    """What grading the cases in one batch gave: results by student id, wall seconds, the fingerprints before and
+    after, the largest memory a lane held (MiB), and the SysV IPC objects before and after."""
+
+    results: dict
+    seconds: float
+    fingerprints: tuple[dict, dict]
+    peak_lane_mb: float
+    ipc: tuple[list[str], list[str]]
+
+    def __getitem__(self, index: int):  # graded[0] is the results, as before
+        return (self.results, self.seconds, self.fingerprints)[index]
+
+    def __iter__(self):
+        return iter((self.results, self.seconds, self.fingerprints))
+
+
+def grade_cases(tmp: Path, cases: list[Case], **options) -> Batch:
+    """Grade ``cases`` in one batch with two lanes."""
     data = course_data_copy(tmp)
     subs = write_cases(tmp / CLASS_FOLDER, cases)
     FORGED.unlink(missing_ok=True)
@@ -618,26 +908,20 @@ def grade_cases(tmp: Path, cases: list[Case], **options):
     os.environ["COURSE_DATA"] = str(data)
     try:
         before = fingerprint(tmp)
+        ipc_before = sysv_ipc_objects()
         start = time.monotonic()
-        resources = {}
-        try:
-            resources[eval_data.RESOURCE] = eval_data.prepare()
-        except eval_data.EvaluationDataUnavailable:
-            pass
-        zygote = sandbox_for(subs, LIMITS, **options)
-        try:
-            catalogs = {a: catalog(a) for a in {c.assignment for c in cases}}
-            results = grade_batch([(s, s.assignment) for s in subs], catalogs, zygote, jobs=2, resources=resources)
-        finally:
-            zygote.close()
+        with GradingRun(LIMITS, Options(**options)) as run:
+            results = run.grade(subs)
         seconds = time.monotonic() - start
+        peak_mb = run.peak_lane_mb
+        ipc_after = sysv_ipc_objects()
         after = fingerprint(tmp)
     finally:
         if previous is None:
             os.environ.pop("COURSE_DATA", None)
         else:
             os.environ["COURSE_DATA"] = previous
-    return {r.student: r for r in results}, seconds, (before, after)
+    return Batch({r.student: r for r in results}, seconds, (before, after), peak_mb, (ipc_before, ipc_after))
 
 
 @pytest.fixture(scope="module", params=["namespaces", "no namespaces"])
@@ -655,7 +939,7 @@ def test_the_suite_covers_every_class_of_the_hardening_issue():
 
 @pytest.mark.parametrize("c", [c for c in CASES if c.expected != "budget"], ids=lambda c: c.name)
 def test_each_submission_gets_its_fair_score(graded, c):
-    result = graded[0][c.name]
+    result = graded[0][c.id]
     got = {part: earned for part, (earned, _) in result.parts.items()}
     assert got == pytest.approx(expected_points(c)), (
         "\n".join(f"{o.part}: {o.description}: {o.message}" for o in result.outcomes if not o.passed)
@@ -668,7 +952,7 @@ def test_no_submission_gains_a_point_it_did_not_earn(graded):
     for c in CASES:
         if c.expected == "budget":
             continue
-        result = graded[0][c.name]
+        result = graded[0][c.id]
         want = expected_points(c)
         for part, (earned, possible) in result.parts.items():
             assert 0 <= earned <= want[part] <= possible, (c.name, part)
@@ -684,7 +968,74 @@ def test_the_batch_loses_nothing_changes_nothing_and_stays_fast(graded):
     assert before["python"] == after["python"], "a file of the Python installation changed"
     assert not FORGED.exists() and not Path("/autograder/results/results.json").exists()
     assert not Path("/tmp/autograde-pwned").exists()
-    assert seconds < 240, f"the batch took {seconds:.0f} s"
+    assert seconds < 300, f"the batch took {seconds:.0f} s"
+    ipc_before, ipc_after = graded.ipc
+    assert ipc_after == ipc_before, "a worker left SysV IPC objects behind"
+    # the trusted side's memory is bounded whatever a reply holds (a reply of one string repeated 100,000 times cost
+    # 6.3 GB before replies were read within what their bytes carry)
+    assert graded.peak_lane_mb < PEAK_LANE_MB, f"a lane held {graded.peak_lane_mb:.0f} MiB"
+
+
+def test_entries_that_are_not_notebook_files_are_one_row_each_and_never_followed(graded):
+    results = graded[0]
+    reasons = {
+        "a_folder_named_like_a_notebook": "it is a folder",
+        "a_fifo_named_like_a_notebook": "not a regular file",
+        "links_to_a_classmates_notebook": "symbolic link",
+        "links_to_the_solution": "symbolic link",
+    }
+    for name, words in reasons.items():
+        assert words in results[name].error and results[name].earned == 0, results[name].error
+
+
+def test_magic_heavy_cells_are_read_within_bounds(graded):
+    for name in ("one_cell_of_500_magics", "four_cells_of_499_magics"):
+        result = graded[0][name]
+        assert result.seconds < 30, f"{name} took {result.seconds:.0f} s to grade"
+        assert any("more than 100 IPython commands" in p for p in result.problems), result.problems
+
+
+def test_switching_the_detector_off_is_marked_for_review_with_the_line(graded):
+    result = graded[0]["switches_the_detector_off"]
+    assert any("DisableTorchFunction" in r.line and "forbidden calls" in r.reason for r in result.review), result.review
+    assert summary([result], 1.0)["marked_for_review"] == ["switches_the_detector_off"]
+    assert "## Marked for review" in feedback_markdown(result) and "DisableTorchFunction" in feedback_markdown(result)
+    honest = [c.id for c in CASES if not c.review and c.id in graded[0] and graded[0][c.id].review]
+    assert not honest, f"marked for review without reason: {honest}"
+
+
+def test_what_a_student_controls_is_inert_in_every_output(graded, tmp_path):
+    results = list(graded[0].values())
+    write_run(tmp_path, results, 1.0)
+    rows = list(csv.reader((tmp_path / "grades.csv").open()))
+    ids = [row[0] for row in rows[1:]]
+    formula = next(i for i in ids if "HYPERLINK" in i)
+    assert formula.startswith("'=") and not any(i[:1] in ("=", "+", "-", "@") for i in ids)
+    folders = dict(zip((r.student for r in results), submission_folders(tmp_path, results), strict=True))
+    assert len(set(folders.values())) == len(folders), "two students share an output folder"
+    for student in ("Zo Smith", f"Zo_Smith-{ZO_HASH}"):
+        data = json.loads((folders[student] / "results.json").read_text())
+        assert data["extra_data"]["student"] == student and data["score"] == graded[0][student].earned
+    newline = next(r for r in results if "\n" in r.student)
+    markdown = (folders[newline.student] / "feedback.md").read_text()
+    assert markdown.splitlines()[0].startswith("# Feedback on") and "\\n# Full marks" in markdown.splitlines()[0]
+    assert (
+        json.loads((folders[newline.student] / "results.json").read_text())["extra_data"]["student"] == newline.student
+    )
+    escapes = folders["escape_sequences_in_an_error"]
+    for name in ("feedback.md", "feedback.html", "results.json"):
+        assert "\x1b" not in (escapes / name).read_text() and "\x07" not in (escapes / name).read_text()
+    assert "\\x1b[32m" in (escapes / "feedback.md").read_text()
+
+
+def test_what_a_submission_stores_is_bounded_and_says_what_was_cut(graded, tmp_path):
+    result = graded[0]["raises_huge_messages_in_400_cells"]
+    assert result.earned == result.possible
+    folder = write_submission(tmp_path, result, tmp_path / "huge")
+    for name in ("feedback.md", "feedback.html", "results.json"):
+        assert (folder / name).stat().st_size < 1_000_000, name
+    assert "more problems were cut" in (folder / "feedback.md").read_text()
+    assert "more characters were cut" in (folder / "feedback.md").read_text()
 
 
 def test_a_submission_that_sleeps_is_stopped_by_its_time_budget(graded):
@@ -746,6 +1097,81 @@ def test_monkeypatching_torch_earns_points_in_the_kernel_but_not_in_the_sandbox(
     assert isolated.parts["attention"][0] < catalog(A1).parts["attention"]
 
 
+# ------------------------------------------------------------------------------ through nbgrader autograde
+NBGRADER_CASES = [c for c in CASES if c.entry == "file" and c.expected != "budget" and c.student is None]
+
+
+@pytest.fixture(scope="module")
+def nbgrader_batch(tmp_path_factory):
+    """The cases that are notebooks, as an nbgrader course's submissions, through `nbgrader autograde` with the
+    course's default configuration: (points by case and part, the course folder before and after)."""
+    from autograde import nbgrader_course as course_cli
+
+    tmp = tmp_path_factory.mktemp("nbgrader")
+    data = course_data_copy(tmp)
+    classmates = tmp / CLASS_FOLDER
+    write_cases(classmates, [next(c for c in CASES if c.name == "control_first")])
+    root = course_cli.make_course(tmp / "course-root")
+    made = tmp / "made"
+    made.mkdir()
+    assignments = sorted({c.assignment for c in NBGRADER_CASES})
+    for assignment in assignments:
+        course_cli.generate_release(root, [assignment])
+    submitted = []
+    for c in NBGRADER_CASES:
+        nb = c.make(classmates)
+        if isinstance(nb, bytes):
+            continue  # not a notebook: nbgrader itself refuses it (tests/test_nbgrader_pipeline.py)
+        submitted.append(c.name)
+        nbformat.write(nb, made / f"{c.name}.ipynb")
+        course_cli.submit(root, c.assignment, c.name, made / f"{c.name}.ipynb")
+    own = ("course/autograded", "course/gradebook.db", "course/grading")
+    before = {k: v for k, v in _content_fingerprint(root).items() if not k.startswith(own)}
+    repository = _content_fingerprint(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "grading", "outputs"))
+    # the batch's limits, as nbgrader's configuration takes them (AUTOGRADE_<SETTING>), and the course data
+    environment = {"COURSE_DATA": str(data)} | {
+        settings.env_name(name): str(getattr(LIMITS, name)) for name in ("timeout", "memory_mb", "submission_seconds")
+    }
+    previous = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        for assignment in assignments:
+            course_cli.autograde(root, assignment)
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    after = {k: v for k, v in _content_fingerprint(root).items() if not k.startswith(own)}
+    points: dict[str, dict[str, float]] = {}
+    for assignment in assignments:
+        for score in course_cli.cell_scores(root, assignment):
+            if score.cell.endswith("_tests"):
+                points.setdefault(score.student, {})[score.cell.removesuffix("_tests")] = score.auto_score
+    repository_after = _content_fingerprint(
+        REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "grading", "outputs")
+    )
+    return points, submitted, (before, after), (repository, repository_after)
+
+
+def test_nbgrader_autograde_gives_the_cases_the_same_fair_scores(nbgrader_batch):
+    points, submitted, _, _ = nbgrader_batch
+    assert sorted(points) == sorted(submitted)
+    wrong = [
+        f"{c.name}: nbgrader gave {points[c.name]}, fair is {expected_points(c)}"
+        for c in NBGRADER_CASES
+        if c.name in submitted and points[c.name] != pytest.approx(expected_points(c))
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_a_hostile_nbgrader_run_changes_nothing_but_nbgraders_own_outputs(nbgrader_batch):
+    _, _, (before, after), (repository, repository_after) = nbgrader_batch
+    assert after == before, "a file of the course folder changed (beyond nbgrader's own outputs)"
+    assert repository_after == repository, "a file of the repository changed"
+
+
 @pytest.fixture(scope="module")
 def gradescope_package(tmp_path_factory) -> Path:
     from autograde.gradescope import build_autograder_zip
@@ -763,8 +1189,10 @@ def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_package,
     (root / "results").mkdir()
     classmates = tmp_path / CLASS_FOLDER  # what the attacks aim at: the "classmates" of this container
     write_cases(classmates, [next(c for c in CASES if c.name == "control_first")])
-    made = c.make(classmates)
-    nbformat.write(made, root / "submission" / "submission.ipynb")
+    if c.entry == "file":
+        nbformat.write(c.make(classmates), root / "submission" / "submission.ipynb")
+    else:
+        write_cases(root / "submission", [Case("submission", c.make, c.expected, entry=c.entry)])
     before = {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
     FORGED.unlink(missing_ok=True)
     # Gradescope runs each submission in Docker, where namespaces are not allowed
@@ -777,13 +1205,14 @@ def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_package,
     proc = subprocess.run(
         ["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600
     )
-    assert "on   private filesystem view" not in proc.stderr and "on   Landlock" in proc.stderr
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if c.entry != "folder":  # a folder named like a notebook leaves no notebook to grade: no sandbox starts
+        assert "on   private filesystem view" not in proc.stderr and "on   Landlock" in proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
-    by_part: dict[str, float] = {}
+    by_part = {part: 0.0 for part in catalog(c.assignment).parts}  # no notebook at all: no tests, no points
     for test in results["tests"]:
         part = test["name"].split(":")[0]
-        by_part[part] = by_part.get(part, 0.0) + test["score"]
+        by_part[part] += test["score"]
     assert by_part == pytest.approx(expected_points(c)), results["output"]
     assert before == {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
     assert not FORGED.exists()

@@ -18,14 +18,15 @@ from torch import nn
 from autograde import eval_data
 from autograde.assignments.multi_head_attention import reference as mha_ref
 from autograde.assignments.positional_encoding import reference as pe_ref
-from autograde.assignments.vision_transformer import checkpoint as ckpt
+from autograde.assignments.vision_transformer import checkpoint_grading as ckpt
 from autograde.assignments.vision_transformer import reference as ref
 from autograde.harness import Context, run_part
-from autograde.results import Kind
-from autograde.student import InProcessStudent
-from course_utils.checkpoint import load_checkpoint, save_checkpoint
+from autograde.worker.in_process import InProcessStudent
+from autograde.worker.protocol import Call
+from autograde.worker.results import Kind
 from course_utils.cifar import load_cifar10
 from course_utils.loaders import TensorLoader
+from course_utils.model_checkpoint import load_checkpoint, save_checkpoint
 from course_utils.training import check_accuracy
 
 ASSIGNMENT = "04_vision_transformer"
@@ -86,14 +87,20 @@ def grading_env(monkeypatch, submission):
     return monkeypatch
 
 
+def run_resources() -> dict:
+    """What a grading run prepares for the checkpoint part (from $COURSE_DATA), before any student code runs."""
+    return eval_data.prepare_resources({eval_data.RESOURCE}, notify=lambda message: None)
+
+
 def grade_checkpoint(folder: Path, ns: dict | None = None, resources: dict | None = None):
     student = InProcessStudent(namespace() if ns is None else ns)
-    return run_part(ASSIGNMENT, "checkpoint", Context(student, submission_dir=folder, resources=resources or {}))
+    resources = run_resources() if resources is None else resources
+    return run_part(ASSIGNMENT, "checkpoint", Context(student, submission_dir=folder, resources=resources))
 
 
 @needs_data
 def test_measured_accuracy_equals_an_independent_evaluation(grading_env, submission, independent_accuracy):
-    evaluation = ckpt.evaluate_submission(InProcessStudent(namespace()), submission, {})
+    evaluation = ckpt.evaluate_submission(InProcessStudent(namespace()), submission, run_resources())
     assert evaluation.total == 1017
     assert evaluation.accuracy == pytest.approx(independent_accuracy, abs=1e-9)
     assert evaluation.init_kwargs == TINY
@@ -102,13 +109,13 @@ def test_measured_accuracy_equals_an_independent_evaluation(grading_env, submiss
 
 @needs_data
 @pytest.mark.parametrize(
-    ("target", "bonus", "earned"),
+    ("target", "second_tier", "earned"),
     [(-1.0, -0.5, 3), (0.0, 0.0, 3), (-1.0, 0.5, 2), (0.5, 1.0, 0)],
     ids=["both tiers", "exactly at the thresholds", "target only", "below both"],
 )
-def test_points_follow_the_measured_accuracy(grading_env, submission, independent_accuracy, target, bonus, earned):
+def test_points_follow_the_measured_accuracy(grading_env, submission, independent_accuracy, target, second_tier, earned):
     grading_env.setattr(ckpt, "TARGET_ACCURACY", independent_accuracy + target)
-    grading_env.setattr(ckpt, "BONUS_ACCURACY", independent_accuracy + bonus)
+    grading_env.setattr(ckpt, "SECOND_TIER_ACCURACY", independent_accuracy + second_tier)
     report = grade_checkpoint(submission)
     assert report.possible == 3
     assert report.earned == earned, report.text()
@@ -133,13 +140,17 @@ def test_missing_checkpoint_gives_a_message(tmp_path):
     assert "COURSE_FAST=0" in report.text() and str(tmp_path) not in report.text()
 
 
-def test_missing_test_data_gives_a_message(monkeypatch, tmp_path):
+def test_missing_test_data_is_told_to_the_instructor_once_with_the_fix(monkeypatch, tmp_path):
     save_checkpoint(ref.VisionTransformer(**TINY), tmp_path / ckpt.CHECKPOINT_NAME, **TINY)
     monkeypatch.setenv("COURSE_DATA", str(tmp_path / "nowhere"))
-    report = grade_checkpoint(tmp_path)
+    told: list[str] = []
+    resources = eval_data.prepare_resources({eval_data.RESOURCE}, notify=told.append)
+    assert len(told) == 1 and "set COURSE_DATA" in told[0] and "--eval-data" in told[0]
+    report = grade_checkpoint(tmp_path, resources=resources)
     assert report.earned == 0
-    assert all("the CIFAR-10 test split is not available" in o.message for o in report.outcomes), report.text()
-    assert "set COURSE_DATA" in report.text()
+    assert all("your instructor has been told" in o.message for o in report.outcomes), report.text()
+    assert all(o.kind is Kind.GRADER_ERROR for o in report.outcomes)
+    assert "COURSE_DATA" not in report.text() and str(tmp_path) not in report.text()
 
 
 def test_unreadable_checkpoint_gives_a_message(tmp_path):
@@ -263,9 +274,10 @@ def without_course_imports(source: str) -> str:
 def test_the_largest_documented_model_is_evaluated_within_the_sandboxs_limits(tmp_path):
     """A legitimate bigger ViT (patches of 2, E=192, 8 layers) runs under the default memory and time limits."""
     from autograde import settings
+    from autograde.graded_source import Chunk, GradedSource
     from autograde.isolation.sandbox import Zygote
     from autograde.isolation.worker_student import WorkerStudent
-    from autograde.notebook_source import Chunk, GradedSource
+    from autograde.pipeline import grader_paths
 
     big = dict(img_size=32, patch_size=2, embed_dim=192, num_layers=8, num_heads=6, dim_feedforward=384, dropout=0.0)
     save_checkpoint(ref.VisionTransformer(**big), tmp_path / ckpt.CHECKPOINT_NAME, **big)
@@ -277,7 +289,7 @@ def test_the_largest_documented_model_is_evaluated_within_the_sandboxs_limits(tm
         without_course_imports(REPO.joinpath("autograde/assignments", folder, "reference.py").read_text())
         for folder in ("multi_head_attention", "positional_encoding", "vision_transformer")
     ]
-    zygote = Zygote(settings.DEFAULTS)
+    zygote = Zygote(settings.DEFAULTS, grader_paths())
     try:
         import ast
 
@@ -285,9 +297,86 @@ def test_the_largest_documented_model_is_evaluated_within_the_sandboxs_limits(tm
             Chunk(f"cell {i}", f"<cell {i}>", code, tuple(range(len(ast.parse(code).body))))
             for i, code in enumerate(cells, start=1)
         ]
-        student = WorkerStudent(zygote, GradedSource(chunks))
+        student = WorkerStudent(zygote, GradedSource(chunks), settings.DEFAULTS.budget())
         evaluation = ckpt.evaluate_checkpoint(student, checkpoint, data)
         student.close()
     finally:
         zygote.close()
     assert evaluation.total == step + 3
+
+
+# ------------------------------------------------------------------------ what the student cannot reach
+def test_a_linked_checkpoint_is_not_followed(tmp_path, submission):
+    (tmp_path / ckpt.CHECKPOINT_NAME).symlink_to(submission / ckpt.CHECKPOINT_NAME)  # a classmate's, say
+    with pytest.raises(ckpt.CheckpointUnavailable, match="symbolic link"):
+        ckpt.read_checkpoint(tmp_path / ckpt.CHECKPOINT_NAME)
+
+
+def test_a_checkpoint_that_would_inflate_is_refused_before_it_is_loaded(tmp_path):
+    """1.5 MB of deflated zeros would inflate to 200 GiB within the file limit: only stored entries are read."""
+    import zipfile
+
+    path = tmp_path / ckpt.CHECKPOINT_NAME
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (64 << 20))
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(ckpt.CheckpointUnavailable, match="compressed"):
+        ckpt.read_checkpoint(path)
+
+
+class LookUp(ref.VisionTransformer):
+    """An untrained model whose forward recognises the evaluation images by a fingerprint and answers from a
+    table (about 170 KiB for 10,000 images would fit in a notebook): the accuracy must not come from it."""
+
+    TABLE: dict = {}
+
+    def forward(self, x):
+        keys = [round(float(image.sum()), 3) for image in x]
+        if x.shape[-1] == 32 and all(k in self.TABLE for k in keys):
+            return torch.nn.functional.one_hot(torch.tensor([self.TABLE[k] for k in keys]), 10).float() * 10
+        return super().forward(x)
+
+
+class Different(ref.VisionTransformer):
+    """A model that is not the reference's (no final norm): evaluated as itself, in the sandbox, and marked."""
+
+    def forward(self, x):
+        self.norm = torch.nn.Identity()
+        return super().forward(x)
+
+
+@needs_data
+def test_the_accuracy_that_decides_the_points_comes_from_the_trusted_side(grading_env, tmp_path):
+    data = eval_data.from_cifar10(SUBSET)
+    LookUp.TABLE = {
+        round(float(image.sum()), 3): int(label)
+        for image, label in zip(ckpt.normalize(data.images), data.labels, strict=True)
+    }
+    save_checkpoint(ref.VisionTransformer(**TINY), tmp_path / ckpt.CHECKPOINT_NAME, **TINY)  # untrained
+    cheating = {**namespace(), "VisionTransformer": LookUp}
+    assert (
+        InProcessStudent(cheating)
+        .call(  # the table does answer the evaluation images
+            Call("VisionTransformer", kwargs=TINY, inputs=(ckpt.normalize(data.images[:8]),))
+        )
+        .output.argmax(1)
+        .tolist()
+        == data.labels[:8].tolist()
+    )
+    report = grade_checkpoint(tmp_path, cheating)
+    assert report.earned == 0, report.text()  # evaluated by the reference: an untrained model's accuracy
+    evaluation = ckpt.evaluate_submission(InProcessStudent(cheating), tmp_path, run_resources())
+    assert evaluation.by_reference and evaluation.accuracy < 20
+
+
+@needs_data
+def test_a_model_unlike_the_reference_is_evaluated_as_itself_and_marked_for_review(grading_env, submission):
+    student = InProcessStudent({**namespace(), "VisionTransformer": Different})
+    context = Context(student, submission_dir=submission, resources=run_resources())
+    run_part(ASSIGNMENT, "checkpoint", context)
+    evaluation = ckpt.evaluate_submission(student, submission, run_resources())
+    assert not evaluation.by_reference
+    assert [r.reason for r in context.review] == [ckpt.REVIEW_OWN_MODEL]
+    honest = Context(InProcessStudent(namespace()), submission_dir=submission, resources=run_resources())
+    run_part(ASSIGNMENT, "checkpoint", honest)
+    assert honest.review == []

@@ -14,22 +14,18 @@ from torch import nn
 
 from autograde.assignments.local_attention import examples as ex
 from autograde.assignments.local_attention import reference as ref
-from autograde.results import Kind
-from tests.grader_reports import assert_full_marks, failed, grade_part
+from autograde.worker.results import Kind
+from tests.grader_reports import failed, grade_part
 
 ASSIGNMENT = "05_local_attention"
-PARTS = {"local_attention": 8, "attention_net": 3, "chunked": 7, "swin": 2}
 DIAGNOSTIC = "diagnostic (no points): your network with your own LocalSelfAttention2d"
 
 
 def reference_namespace(**changes) -> dict:
-    namespace = {
-        "LocalSelfAttention2d": ref.LocalSelfAttention2d,
-        "chunked_attention": ref.chunked_attention,
-        "swin_attention": ref.swin_attention,
-        **changes,
-    }
-    namespace.setdefault("fully_attentional_net", net_in(namespace))
+    """The solution with ``changes``; unless changed, its network looks its layer up in the namespace (net_in)."""
+    namespace = {**ref.SOLUTION, **changes}
+    if "fully_attentional_net" not in changes:
+        namespace["fully_attentional_net"] = net_in(namespace)
     return namespace
 
 
@@ -53,11 +49,6 @@ def net_in(namespace: dict):
 
 def grade(namespace: dict, part: str):
     return grade_part(ASSIGNMENT, namespace, part)
-
-
-@pytest.mark.parametrize("part", PARTS)
-def test_reference_earns_every_point(part):
-    assert_full_marks(grade(reference_namespace(), part), PARTS[part])
 
 
 # ----------------------------------------------------------------------------------------- local attention
@@ -140,37 +131,38 @@ def test_the_mutants_are_right_without_their_mistake():
 @pytest.mark.parametrize(
     ("mistake", "message", "lost"),
     [
-        ("values", "added to the values", 6),  # one head (2), heads (2), small maps (1), gradients (1)
-        ("per_channel", "softmax runs per channel", 6),
-        ("padding", "attend to the zero padding", 6),
-        ("halves_swapped", "halves are swapped", 6),
-        ("axes_swapped", "rows and columns are swapped", 6),
-        ("offsets_flipped", "(i - a, j - b)", 6),
-        ("softmax_axis", "softmax runs over the wrong axis", 6),
-        ("scaled", "this formula has no scale", 6),
-        ("heads_layout", "each head g has its own halves", 4),  # heads (2), small maps (1), gradients (1)
+        ("values", "added to the values", 5),  # one head (2), heads (2), small maps (1)
+        ("per_channel", "softmax runs per channel", 5),
+        ("padding", "attend to the zero padding", 5),
+        ("halves_swapped", "halves are swapped", 5),
+        ("axes_swapped", "rows and columns are swapped", 5),
+        ("offsets_flipped", "(i - a, j - b)", 5),
+        ("softmax_axis", "softmax runs over the wrong axis", 5),
+        ("scaled", "this formula has no scale", 5),
+        ("heads_layout", "each head g has its own halves", 3),  # heads (2), small maps (1)
     ],
 )
 def test_local_attention_mistakes_are_named_and_charged_to_the_layer_only(mistake, message, lost):
     namespace = reference_namespace(LocalSelfAttention2d=local_layer(mistake))
     report = grade(namespace, "local_attention")
     assert any(message in m for m in failed(report).values()), report.text()
-    assert report.earned == PARTS["local_attention"] - lost, report.text()
+    assert report.earned == report.possible - lost, report.text()
     net = grade(namespace, "attention_net")
     assert net.earned == net.possible, net.text()  # graded with the grader's stand-in for the layer
     assert set(failed(net)) == {DIAGNOSTIC} and "LocalSelfAttention2d" in failed(net)[DIAGNOSTIC], net.text()
 
 
-def test_the_published_layer_is_recognised_as_such():
+def test_the_reviewed_layer_is_recognised_as_such():
     namespace = reference_namespace(LocalSelfAttention2d=review_layer())
     report = grade(namespace, "local_attention")
     messages = failed(report)
     assert (
-        "computes what the widely copied AttentionConv of Inline Question 3 computes"
+        "computes what the AttentionConv of Inline Question 3 computes"
         in messages["forward with one head matches the formula, border pixels included (kernels 3 and 5)"]
     ), report.text()
-    assert report.earned == 1, report.text()  # only the layers' names and shapes are right
-    assert grade(namespace, "attention_net").earned == PARTS["attention_net"]
+    assert report.earned == 2, report.text()  # the layers' names and shapes, and back-propagation, are right
+    net = grade(namespace, "attention_net")
+    assert net.earned == net.possible, net.text()
 
 
 def test_a_layer_without_argument_checks_loses_that_point_only():
@@ -213,6 +205,21 @@ def chunked(mistake: str):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         T, D = k.shape[-2], q.shape[-1]
         scale = 1.0 if mistake == "no_scale" else 1 / math.sqrt(D)
+        if mistake == "global_maximum":  # exact, but the whole (..., S, T) matrix of scores for the maximum
+            scores = q @ k.transpose(-2, -1) * scale
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            top = scores.amax(-1, keepdim=True)
+            top = torch.where(top.isinf(), 0.0, top)
+            total = torch.zeros(q.shape[:-1] + (1,), dtype=q.dtype)
+            out = torch.zeros(q.shape[:-1] + (v.shape[-1],), dtype=q.dtype)
+            for start in range(0, T, chunk_size):
+                s = q @ k[..., start : start + chunk_size, :].transpose(-2, -1) * scale
+                if mask is not None:
+                    s = s.masked_fill(~mask[..., start : start + chunk_size], float("-inf"))
+                e = torch.exp(s - top)
+                total, out = total + e.sum(-1, keepdim=True), out + e @ v[..., start : start + chunk_size, :]
+            return torch.where(total > 0, out / total.clamp_min(1e-300), 0.0)
         stop = T - T % chunk_size if mistake == "dropped_tail" else T
         best = torch.full(q.shape[:-1] + (1,), float("-inf"), dtype=q.dtype)
         total = torch.zeros(q.shape[:-1] + (1,), dtype=q.dtype)
@@ -231,7 +238,7 @@ def chunked(mistake: str):
             safe = new if mistake.startswith("nan_") else torch.where(new.isinf(), 0.0, new)
             factor = torch.ones_like(total) if mistake == "own_maximum" else torch.exp(best - safe)
             e = torch.exp(s - safe)
-            total = total * factor + e.sum(-1, keepdim=True)
+            total = (total if mistake == "normaliser_not_rescaled" else total * factor) + e.sum(-1, keepdim=True)
             out = out * factor + e @ v[..., start : start + chunk_size, :]
             best = new
         if mistake in ("zero_over_zero", "nan_when_masked"):
@@ -243,25 +250,43 @@ def chunked(mistake: str):
 
 def test_the_chunked_mutant_is_right_without_its_mistake():
     report = grade({"chunked_attention": chunked("")}, "chunked")
-    assert report.earned == PARTS["chunked"], report.text()
+    assert report.earned == report.possible, report.text()
 
 
 @pytest.mark.parametrize(
     ("mistake", "message", "lost"),
     [
         ("no_maximum", "the exponentials overflow", 1),  # large scores only
-        ("own_maximum", "that chunk's own maximum", 7),
-        ("dropped_tail", "the last, shorter chunk is left out", 5),  # uneven (1), masks (2), large (1), gradients
-        ("no_scale", "the 1/sqrt(D) scale is missing", 6),  # scores in the thousands: both pick the same key
-        ("nan_when_masked", "exp(-inf - (-inf)) is NaN", 2),  # masks only
-        ("nan_hidden_by_where", "exp(-inf - (-inf)) is NaN", 2),  # the same, the NaN rows then set to 0
-        ("zero_over_zero", "must get a zero output", 2),
+        ("own_maximum", "that chunk's own maximum", 5),  # every test of values; gradients and memory pass
+        ("normaliser_not_rescaled", "the running normaliser is not", 2),  # exactness only: no cascade
+        ("dropped_tail", "the last, shorter chunk is left out", 1),  # uneven chunks only
+        ("no_scale", "the 1/sqrt(D) scale is missing", 4),  # scores in the thousands: both pick the same key
+        ("nan_when_masked", "exp(-inf - (-inf)) is NaN", 1),  # masks only
+        ("nan_hidden_by_where", "exp(-inf - (-inf)) is NaN", 1),  # the same, the NaN rows then set to 0
+        ("zero_over_zero", "must get a zero output", 1),
+        ("global_maximum", "holds as much memory as the whole matrix of scores", 1),  # the memory contract only
     ],
 )
 def test_chunked_mistakes_are_named(mistake, message, lost):
     report = grade({"chunked_attention": chunked(mistake)}, "chunked")
     assert any(message in m for m in failed(report).values()), report.text()
-    assert report.earned == PARTS["chunked"] - lost, report.text()
+    assert report.earned == report.possible - lost, report.text()
+
+
+def test_a_normaliser_not_rescaled_fails_only_the_exactness_test():
+    """No cascade: masks, uneven chunks, large scores, gradients and memory are proven on their own."""
+    report = grade({"chunked_attention": chunked("normaliser_not_rescaled")}, "chunked")
+    assert set(failed(report)) == {
+        "equals softmax(q k^T / sqrt(D)) v for chunk sizes that divide T (1, 3, 4, T), batched, S != T, Dv != D"
+    }, report.text()
+    assert all(o.mistake == "normaliser_not_rescaled" for o in report.outcomes if not o.passed), report.text()
+
+
+def test_the_whole_matrix_of_scores_fails_only_the_memory_test():
+    report = grade({"chunked_attention": chunked("global_maximum")}, "chunked")
+    assert set(failed(report)) == {
+        "never creates a tensor as large as the whole (S, T) matrix of scores (the memory contract)"
+    }, report.text()
 
 
 def test_calling_the_builtin_attention_earns_nothing():
@@ -321,19 +346,12 @@ def test_the_review_source_in_the_example_is_the_one_the_notebook_shows():
 
 def test_the_visible_checks_name_the_known_mistakes_in_the_graders_words():
     """Every known-mistake message of the graders appears, word for word, as a string of the notebook's checks."""
-    import ast
+    from autograde.assignments.local_attention.mistakes import MESSAGES
+    from tests.notebook_cells import code_strings
 
-    from autograde.assignments.local_attention import grader
-    from tests.notebook_cells import source_notebook
-
-    strings = set()
-    for cell in source_notebook(ASSIGNMENT).cells:
-        if cell.cell_type == "code":
-            tree = ast.parse(cell.source)
-            strings |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    messages = {**grader.LOCAL_MESSAGES, **grader.CHUNK_MESSAGES, **grader.SWIN_MESSAGES}
-    graded_only = {"no_scale"}  # Swin's missing scale: the hidden tests name it, the visible check does not
+    strings = code_strings(ASSIGNMENT)
+    graded_only = {"swin_no_scale"}  # Swin's missing scale: the hidden tests name it, the visible check does not
     missing = [
-        name for name, message in messages.items() if name not in graded_only and not any(message in s for s in strings)
+        name for name, message in MESSAGES.items() if name not in graded_only and not any(message in s for s in strings)
     ]
     assert not missing, f"messages of the graders that the notebook's checks do not use: {missing}"

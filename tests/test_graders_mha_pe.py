@@ -11,13 +11,12 @@ from torch import nn
 
 from autograde.assignments.multi_head_attention import reference as mha
 from autograde.assignments.positional_encoding import reference as pe
+from autograde.catalog import catalog
 from autograde.harness import PartReport
-from tests.grader_reports import assert_full_marks, failed
+from tests.grader_reports import failed
 from tests.grader_reports import grade_part as grade
 
 MHA_ID, PE_ID = "02_multi_head_attention", "03_positional_encoding"
-MHA_PARTS = {"sdpa": 12, "mha": 18}
-PE_PARTS = {"pe": 10, "pe2d": 4, "learned": 3}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -30,20 +29,11 @@ def one_thread():
 
 
 def mha_namespace(**overrides) -> dict:
-    return {
-        "scaled_dot_product_attention": mha.scaled_dot_product_attention,
-        "MultiHeadAttention": mha.MultiHeadAttention,
-        **overrides,
-    }
+    return {**mha.SOLUTION, **overrides}
 
 
 def pe_namespace(**overrides) -> dict:
-    return {
-        "PositionalEncoding": pe.PositionalEncoding,
-        "sinusoidal_2d": pe.sinusoidal_2d,
-        "LearnedPositionalEmbedding": pe.LearnedPositionalEmbedding,
-        **overrides,
-    }
+    return {**pe.SOLUTION, **overrides}
 
 
 def assert_named(report: PartReport, message: str, *, lost: int | None = None) -> None:
@@ -54,15 +44,6 @@ def assert_named(report: PartReport, message: str, *, lost: int | None = None) -
         assert report.possible - report.earned == lost, report.text()
 
 
-@pytest.mark.parametrize(
-    ("assignment", "part", "points"),
-    [(MHA_ID, p, n) for p, n in MHA_PARTS.items()] + [(PE_ID, p, n) for p, n in PE_PARTS.items()],
-)
-def test_reference_earns_every_point(assignment, part, points):
-    namespace = mha_namespace() if assignment == MHA_ID else pe_namespace()
-    assert_full_marks(grade(assignment, namespace, part), points)
-
-
 # ---------------------------------------------------------------- scaled_dot_product_attention mutants
 
 
@@ -71,7 +52,7 @@ def sdpa_mutant(mistake: str):
 
     def attend(q, k, v, mask=None, dropout=None):
         D = q.shape[-1]
-        scale = {"no_scale": 1.0, "scale_d": D}.get(mistake, math.sqrt(D))
+        scale = {"no_scale": 1.0, "scale_d": D, "sqrt_s": math.sqrt(q.shape[-2])}.get(mistake, math.sqrt(D))
         scores = q @ k.transpose(-2, -1) / scale
         if mistake == "builtin":
             weights = F.softmax(scores if mask is None else scores.masked_fill(~mask.bool(), -math.inf), -1)
@@ -102,9 +83,10 @@ def sdpa_mutant(mistake: str):
     [
         ("no_scale", "the 1/sqrt(D) scale is missing", None),
         ("scale_d", "the scores are divided by D", None),
+        ("sqrt_s", "scaled by 1/sqrt of the number of queries S or of keys T", None),
         ("axis", "the softmax runs over the queries", None),
-        ("inverted", "the mask is inverted", 6),  # a conceptual error: both mask tests
-        ("after_softmax", "the mask is applied after the softmax", 6),
+        ("inverted", "the mask is inverted", 5),  # a conceptual error: the masks and the blocked row
+        ("after_softmax", "the mask is applied after the softmax", 3),  # its blocked row is zero: only the masks
         ("large_negative", "uniform weights 1/T", 2),
         ("nan_rows", "must get zero weights and a zero output", 2),
         ("tilde", "~ on an integer tensor", 1),
@@ -118,6 +100,19 @@ def sdpa_mutant(mistake: str):
 def test_sdpa_mistakes_are_named_and_lose_points(mistake, message, lost):
     report = grade(MHA_ID, mha_namespace(scaled_dot_product_attention=sdpa_mutant(mistake)), "sdpa")
     assert_named(report, message, lost=lost)
+
+
+SDPA_VALUES = {  # the sdpa tests that compare values with the reference
+    "without a mask, output and weights match the reference (several shapes, S != T)",
+    "a causal mask, a random mask and a batched padding mask (bool, broadcast) give the reference result",
+}
+
+
+@pytest.mark.parametrize("mistake", ["no_scale", "scale_d", "sqrt_s"])
+def test_a_scale_error_in_the_function_fails_only_the_tests_of_its_values(mistake):
+    """No cascade: the blocked row, the integer mask, the gradients and dropout are proven on their own."""
+    report = grade(MHA_ID, mha_namespace(scaled_dot_product_attention=sdpa_mutant(mistake)), "sdpa")
+    assert set(failed(report)) == SDPA_VALUES, report.text()
 
 
 # ---------------------------------------------------------------- MultiHeadAttention mutants
@@ -193,7 +188,7 @@ def test_wrong_head_split_fails_the_forward_tests_with_its_message():
     for test in (
         "self-attention (query = key = value) matches the reference in eval mode",
         "cross-attention (S != T, different key and value inputs) matches the reference in eval mode",
-        "attn_weights holds the last (N, H, S, T) weights, each query's row summing to 1",
+        "attn_weights holds the last (N, h, S, T) weights, each query's row summing to 1",
     ):
         assert "the heads are split in the wrong order" in failures.get(test, ""), report.text()
 
@@ -202,12 +197,12 @@ def test_wrong_head_split_fails_the_forward_tests_with_its_message():
     ("mistake", "message", "lost"),
     [
         ("merge", "the heads are merged in the wrong order", None),
-        ("sqrt_e", "scale by 1/sqrt(E / H)", None),
+        ("sqrt_e", "scale by 1/sqrt(E / h)", None),
         ("no_proj", "the output projection is missing", None),
         ("keys_from_query", "keys and values are computed from `query`", None),
         ("dropout_in_eval", "dropout is still active", None),
         ("dropout_on_output", "apply self.attn_drop to the attention weights (not to the output)", 2),
-        ("no_attn_weights", "keep the (N, H, S, T) attention weights", None),
+        ("no_attn_weights", "keep the (N, h, S, T) attention weights", None),
         ("builtin", "calls F.scaled_dot_product_attention", 16),  # all but the two contract checks
     ],
 )
@@ -216,13 +211,25 @@ def test_mha_mistakes_are_named_and_lose_points(mistake, message, lost):
     assert_named(report, message, lost=lost)
 
 
+def test_a_scale_error_in_the_module_fails_only_the_tests_of_its_values():
+    """No cascade: a query that attends to nothing and the gradients are proven on their own."""
+    report = grade(MHA_ID, mha_namespace(MultiHeadAttention=mha_mutant("sqrt_e")), "mha")
+    assert set(failed(report)) == {
+        "self-attention (query = key = value) matches the reference in eval mode",
+        "cross-attention (S != T, different key and value inputs) matches the reference in eval mode",
+        "attn_weights holds the last (N, h, S, T) weights, each query's row summing to 1",
+        "a causal (S, S) mask and a random (S, T) mask give the reference result",
+    }, report.text()
+
+
 def test_missing_head_check_loses_one_point():
     report = grade(MHA_ID, mha_namespace(MultiHeadAttention=NoHeadCheck), "mha")
     assert_named(report, "raise a ValueError when embed_dim is not divisible", lost=1)
 
 
-def test_mha_using_the_students_broken_function_loses_points_in_the_function_only():
-    namespace = mha_namespace(scaled_dot_product_attention=sdpa_mutant("inverted"))
+@pytest.mark.parametrize("mistake", ["inverted", "sqrt_s"])  # sqrt_s: S differs from D in every check
+def test_mha_using_the_students_broken_function_loses_points_in_the_function_only(mistake):
+    namespace = mha_namespace(scaled_dot_product_attention=sdpa_mutant(mistake))
 
     class UsesStudentFunction(mha.MultiHeadAttention):
         def forward(self, query, key, value, attn_mask=None):
@@ -241,7 +248,7 @@ def test_mha_using_the_students_broken_function_loses_points_in_the_function_onl
 
 
 def test_missing_definitions_score_zero():
-    for part in MHA_PARTS:
+    for part in catalog(MHA_ID).parts:
         report = grade(MHA_ID, {}, part)
         pointed = [o for o in report.outcomes if o.spec.points]
         assert report.earned == 0 and all("is not defined" in o.message for o in pointed), report.text()
@@ -366,3 +373,92 @@ def learned_mutant(mistake: str) -> type[nn.Module]:
 def test_learned_mistakes_are_named_and_lose_points(mistake, message, lost):
     report = grade(PE_ID, pe_namespace(LearnedPositionalEmbedding=learned_mutant(mistake)), "learned")
     assert_named(report, message, lost=lost)
+
+
+def test_the_visible_checks_name_the_new_diagnoses_in_the_graders_words():
+    """The scale by the wrong size is named, word for word, by the notebook's checks and by the graders."""
+    from autograde.assignments.multi_head_attention.mistakes import MESSAGES
+    from tests.notebook_cells import code_strings
+
+    strings = code_strings(MHA_ID)
+    assert any(MESSAGES["scale_by_wrong_dim"] in s for s in strings)
+
+
+# ---------------------------------------------------------------- interpolating position embeddings
+
+
+def interpolation_mutant(mistake: str):
+    """interpolate_pos_embed written the way students write it, with one mistake."""
+
+    def interpolate(pos_embed, old_grid, new_grid, class_token=False):
+        (H, W), (H2, W2) = old_grid, new_grid
+        E = pos_embed.shape[-1]
+        first = 1 if class_token else 0
+        cls, patches = pos_embed[:, :first], pos_embed[:, first:]
+        if mistake == "straight_reshape":
+            grid = patches.reshape(1, E, H, W)
+        else:
+            grid = patches.transpose(1, 2).reshape(1, E, H, W)  # the same as permuting (1, H, W, E)
+        size = (W2, H2) if mistake == "sides_swapped" else (H2, W2)
+        mode = "bilinear" if mistake == "bilinear" else "bicubic"
+        grid = F.interpolate(grid, size=size, mode=mode, align_corners=mistake == "align_corners")
+        if mistake in ("straight_reshape", "straight_back"):
+            patches = grid.reshape(1, H2 * W2, E)
+        else:
+            patches = grid.flatten(2).transpose(1, 2)  # (1, H'*W', E)
+        if mistake == "class_token_dropped":
+            return patches
+        if mistake == "class_token_zeroed":
+            cls = torch.zeros_like(cls)
+        return torch.cat([cls, patches], dim=1)
+
+    return interpolate
+
+
+INTERPOLATION_VALUES = (
+    "the patches' embeddings are the H x W grid resized to H' x W' (bicubic, align_corners=False), row-major"
+)
+INTERPOLATION_SHAPE = (
+    "the result has shape (1, H'*W', E), or (1, 1 + H'*W', E) with the class token's embedding first, unchanged"
+)
+
+
+def test_the_interpolation_written_another_way_earns_every_point():
+    report = grade(PE_ID, pe_namespace(interpolate_pos_embed=interpolation_mutant("none")), "interpolate")
+    assert report.earned == report.possible == 3, report.text()
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("straight_reshape", "reshaped straight to (1, E, H, W)"),
+        ("straight_back", "reshaped straight to (1, H'*W', E)"),
+        ("sides_swapped", "resized to W' rows and H' columns"),
+        ("bilinear", "bilinear interpolation"),
+        ("align_corners", "align_corners=True"),
+    ],
+)
+def test_interpolation_mistakes_are_named_and_lose_only_the_value_points(mistake, message):
+    report = grade(PE_ID, pe_namespace(interpolate_pos_embed=interpolation_mutant(mistake)), "interpolate")
+    assert set(failed(report)) == {INTERPOLATION_VALUES}, report.text()
+    assert message in failed(report)[INTERPOLATION_VALUES], report.text()
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"), [("class_token_dropped", "the class token is missing"), ("class_token_zeroed", "class")]
+)
+def test_a_lost_class_token_costs_only_its_point(mistake, message):
+    report = grade(PE_ID, pe_namespace(interpolate_pos_embed=interpolation_mutant(mistake)), "interpolate")
+    assert set(failed(report)) == {INTERPOLATION_SHAPE}, report.text()
+    assert message in failed(report)[INTERPOLATION_SHAPE], report.text()
+    assert report.possible - report.earned == 1, report.text()
+
+
+def test_the_visible_check_names_the_interpolation_mistakes_in_the_graders_words():
+    from autograde.assignments.positional_encoding.mistakes import MESSAGES, interpolation_mistakes
+    from tests.notebook_cells import code_strings
+
+    strings = code_strings(PE_ID)
+    names = [m.name for m in interpolation_mistakes(torch.zeros(1, 4, 2), (2, 2), (3, 3), False)]
+    missing = [name for name in names if not any(MESSAGES[name] in s for s in strings)]
+    assert not missing, f"interpolation mistakes the notebook's check does not name in the graders' words: {missing}"

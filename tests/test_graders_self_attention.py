@@ -10,30 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from autograde.assignments.self_attention_cnn import reference as ref
-from tests.grader_reports import assert_full_marks, grade_part
+from tests.grader_reports import grade_part
 
 ASSIGNMENT = "01_self_attention_cnn"
-PARTS = {"attention": 10, "models": 6, "q1": 1, "sagan": 2}
 
 
 def reference_namespace() -> dict:
-    return {
-        "Attention": ref.Attention,
-        "early_attention_cnn": ref.early_attention_cnn,
-        "late_attention_cnn": ref.late_attention_cnn,
-        "double_attention_cnn": ref.double_attention_cnn,
-        "SAGANAttention": ref.SAGANAttention,
-        "answer_q1": 2,
-    }
+    return dict(ref.SOLUTION)
 
 
 def grade(namespace: dict, part: str):
     return grade_part(ASSIGNMENT, namespace, part)
-
-
-@pytest.mark.parametrize("part", PARTS)
-def test_reference_earns_every_point(part):
-    assert_full_marks(grade(reference_namespace(), part), PARTS[part])
 
 
 def mutant_attention(mistake: str) -> type[nn.Module]:
@@ -103,9 +90,36 @@ def test_missing_definitions_score_zero_with_a_message():
 
 
 def test_grade_prints_a_report_and_returns_the_points(capsys):
-    from autograde import grade as grade_cell
+    from autograde.harness import grade as grade_cell
 
     assert grade_cell(ASSIGNMENT, "q1", {"answer_q1": 2}) == 1
     out, err = capsys.readouterr()
     assert "[PASS] Inline Question 1" in out and "Score: 1 / 1" in out
     assert err == ""
+
+
+class ScaledSAGAN(ref.SAGANAttention):
+    """The reference SAGANAttention with its scores divided by sqrt(C'), as notebook 1's Attention scales them."""
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        q = self.conv_query(x).flatten(2).transpose(1, 2)  # (N, H*W, C')
+        k, v = self.pool(self.conv_key(x)).flatten(2), self.pool(self.conv_value(x)).flatten(2).transpose(1, 2)
+        weights = F.softmax(q @ k / math.sqrt(q.shape[-1]), dim=-1)
+        return x + self.gamma * self.conv_out((weights @ v).transpose(1, 2).reshape(N, -1, H, W))
+
+
+def test_a_scaled_sagan_is_named_and_fails_only_the_forward_test():
+    report = grade({**reference_namespace(), "SAGANAttention": ScaledSAGAN}, "sagan")
+    failed = [o for o in report.outcomes if not o.passed]
+    assert [o.description for o in failed] == ["with gamma != 0, forward and gradients match the reference"]
+    assert failed[0].mistake == "sagan_scaled" and "SAGAN uses no scale" in failed[0].message, report.text()
+
+
+def test_the_visible_checks_name_the_known_mistakes_in_the_graders_words():
+    """The SAGAN scale's message of the graders appears, word for word, as a string of the notebook's checks."""
+    from autograde.assignments.self_attention_cnn.mistakes import MESSAGES
+    from tests.notebook_cells import code_strings
+
+    strings = code_strings(ASSIGNMENT)
+    assert any(MESSAGES["sagan_scaled"] in s for s in strings)

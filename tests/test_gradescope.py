@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from autograde.catalog import catalog
-from autograde.examples import Example, build
+from autograde.example_notebooks import Example, build
 from autograde.gradescope import build_autograder_zip
 from autograde.settings import Settings
 
@@ -42,7 +42,7 @@ def test_the_package_holds_the_grader_and_nothing_for_students_to_see(archive):
         "autograde/assignments/self_attention_cnn/reference.py",
         "autograde/graders.ini",
         "autograde/__main__.py",
-        "autograde/isolation/worker/confine.py",
+        "autograde/worker/protections/seccomp.py",
         "course_utils/__init__.py",
     } <= names
     assert not [n for n in names if n.startswith(("solutions", "tests")) or "__pycache__" in n or "/examples/" in n]
@@ -86,3 +86,16 @@ def test_run_autograder_grades_a_submission_laid_out_as_on_gradescope(archive, t
     assert len(results["tests"]) == len(cat.tests)
     assert str(root) not in json.dumps(results)  # no path of the grading machine
     assert "graded by hand" in results["output"]
+
+
+def test_a_submission_without_a_notebook_scores_zero_on_every_test_and_says_why(tmp_path):
+    from autograde.gradescope import run_submission
+
+    (tmp_path / "submission" / "notes.ipynb").mkdir(parents=True)  # a folder named like a notebook
+    results = tmp_path / "results" / "results.json"
+    run_submission(tmp_path / "submission", results, A)
+    written = json.loads(results.read_text())
+    validate_results(written)
+    assert written["score"] == 0
+    assert len(written["tests"]) == len(catalog(A).tests)
+    assert all("no .ipynb file was submitted" in test["output"] for test in written["tests"])

@@ -36,7 +36,7 @@ import torch
 from autograde.assignments.toy import reference as ref
 from autograde.checks import seeded, student_call
 from autograde.compare import assert_matches
-from autograde.student import Call
+from autograde.worker.protocol import Call
 
 
 @pytest.mark.part("double")
@@ -55,10 +55,13 @@ import torch
 def double(x: torch.Tensor) -> torch.Tensor:
     """2 x, of the same shape as x."""
     return 2 * x
+
+
+SOLUTION = {"double": double}  # what the solution notebook defines
 '''
 EXAMPLES = '''"""Example submissions of the toy notebook."""
 
-from autograde.examples import Example
+from autograde.example_notebooks import Example
 
 EXAMPLES = [Example("solution", "the solution")]
 '''
@@ -126,7 +129,7 @@ def copy(tmp_path_factory) -> Path:
     assert entry in registry.read_text()
 
     run(root, "-m", "autograde.release", ID)
-    run(root, "-m", "autograde.examples")
+    run(root, "-m", "autograde.example_notebooks")
     return root
 
 

@@ -1,4 +1,5 @@
-"""Every solution notebook runs end to end in fast mode on a CPU, and its hidden cells award full points."""
+"""Every solution notebook runs end to end in fast mode on a CPU, and graded in its own kernel (nbgrader's in-kernel
+mode: the grader's call written into the hidden cells) it earns every point."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import pytest
 from nbclient import NotebookClient
 
 from autograde import course
-from autograde.notebooks import meta as nbgrader_meta
+from autograde.nbgrader_cells import meta as nbgrader_meta
+from autograde.nbgrader_grading import InKernelGrading
 from tests.notebook_cells import hidden_cells
 
 
-def execute_fast(path, workdir) -> nbformat.NotebookNode:
-    """Run a notebook as nbgrader would (fast mode), with the offline data set, in ``workdir``."""
+def execute_fast(path, workdir, assignment: str | None = None) -> nbformat.NotebookNode:
+    """Run a notebook as nbgrader's in-kernel mode would (fast mode), with the offline data set, in ``workdir``;
+    with ``assignment``, its hidden cells hold the grader's call, as that mode writes them."""
     nb = nbformat.read(path, as_version=4)
+    if assignment is not None:
+        nb, _ = InKernelGrading().preprocess(nb, {"nbgrader": {"assignment": assignment}})
     env = {"COURSE_FAST": "1", "COURSE_DATASET": "synthetic", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -38,7 +43,9 @@ NO_POINTS_IN_FAST_MODE = {"checkpoint_tests": "no checkpoint: vit_checkpoint.pt 
 @pytest.mark.slow
 @pytest.mark.parametrize("assignment", course.ids())
 def test_solution_runs_in_fast_mode_and_earns_every_point(assignment, tmp_path):
-    nb = execute_fast(course.get(assignment).source_notebook, tmp_path)
+    nb = execute_fast(course.get(assignment).source_notebook, tmp_path, assignment)
+    errors = [c.source[:80] for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"cells raised: {errors}"
     for grade_id, cell in hidden_cells(nb).items():
         results = [o for o in cell.outputs if o.output_type == "execute_result"]
         report = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")

@@ -6,7 +6,7 @@ import re
 
 from autograde import course
 from autograde.outputs import feedback_html, feedback_markdown, gradescope_results, score_line, summary
-from autograde.results import Kind, SubmissionResult, TestOutcome, TestSpec
+from autograde.worker.results import Kind, SubmissionResult, TestOutcome, TestSpec
 
 A = "01_self_attention_cnn"
 
@@ -30,7 +30,7 @@ def test_student_text_is_quoted_in_every_format():
     markdown = feedback_markdown(r)
     assert "````text" in markdown  # a fence longer than any the student wrote
     outside = re.sub(r"(`{3,})text\n.*?\n *\1\n", "", markdown, flags=re.S)
-    assert "# Full marks" not in outside and outside.count("Score:") == 1 and "\\*alice\\*" in outside
+    assert "# Full marks" not in outside and outside.count("Score:") == 1 and "`*alice*`" in outside
     assert "<b>bold</b>" not in feedback_html(r) and "&lt;b&gt;" in feedback_html(r)
     data = gradescope_results(r)
     assert data["output_format"] == data["test_output_format"] == "text"

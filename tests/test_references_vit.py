@@ -24,9 +24,9 @@ from torch import nn
 from torchvision.models.vision_transformer import Encoder, EncoderBlock
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
-from autograde.assignments.vision_transformer import recipe as part5
 from autograde.assignments.vision_transformer import reference as ref
-from autograde.notebooks import meta as nbgrader_meta
+from autograde.assignments.vision_transformer import reference_recipe as part5
+from autograde.nbgrader_cells import meta as nbgrader_meta
 from tests.notebook_cells import source_notebook
 
 LayerNorm = partial(nn.LayerNorm, eps=1e-5)

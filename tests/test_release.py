@@ -8,11 +8,12 @@ import re
 import nbformat
 import pytest
 
-from autograde import course, notebooks
+from autograde import course, nbgrader_cells
+from autograde import example_notebooks as ex
 from autograde.harness import part_points
-from autograde.notebooks import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
-from autograde.notebooks import meta as nbgrader_meta
-from autograde.release import build_release, grader_digest, points_text, synced_source
+from autograde.nbgrader_cells import HIDDEN_BEGIN, HIDDEN_END, SOLUTION_BEGIN, SOLUTION_END
+from autograde.nbgrader_cells import meta as nbgrader_meta
+from autograde.release import build_release, points_text, synced_source
 from tests.notebook_cells import all_notebooks, hidden_cells, region_lines, release_notebook, source_notebook
 
 ASSIGNMENTS = course.ids()
@@ -101,7 +102,7 @@ def test_hidden_cells_are_worth_what_their_graders_award(assignment):
     points = part_points(assignment)
     for grade_id, cell in cells.items():
         part = grade_id.removesuffix("_tests")
-        assert f'("{assignment}", "{part}", globals())' in cell.source
+        assert f'Part "{part}", graded by' in cell.source and course.get(assignment).folder in cell.source
         assert cell.source.splitlines()[0].endswith(f"{points_text(points[part])}."), cell.source.splitlines()[0]
         meta = nbgrader_meta(cell)
         assert meta["grade"] and meta["locked"] and not meta["solution"]
@@ -110,13 +111,25 @@ def test_hidden_cells_are_worth_what_their_graders_award(assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_the_hidden_cells_are_written_by_the_release_step(assignment):
-    """Points, comments and the grader check of every hidden cell are exactly what `make release` writes."""
+    """Points and comments of every hidden cell are exactly what `make release` writes; the cells hold no code
+    (nbgrader autograde fills them with the sandboxed grader's report)."""
     committed = source_notebook(assignment)
     assert json.loads(nbformat.writes(synced_source(assignment))) == json.loads(nbformat.writes(committed)), (
-        f"the hidden cells of {assignment} differ from the graders (points, or the grader's digest after a change "
-        "to autograde/): run `make release`"
+        f"the hidden cells of {assignment} differ from the graders' points: run `make release`"
     )
-    assert all(grader_digest() in c.source for c in hidden_cells(committed).values())
+    for cell in hidden_cells(committed).values():
+        inside, _ = nbgrader_cells.inside_regions(cell.source)
+        assert all(line.startswith("#") for line in inside if line.strip()), cell.source
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_example_notebooks_are_in_sync(assignment, tmp_path):
+    for path in ex.write_examples(assignment, tmp_path / assignment):
+        committed = ex.example_path(assignment, path.stem)
+        assert committed.is_file(), f"{committed} is missing: run `python -m autograde.example_notebooks`"
+        assert nbformat.read(committed, as_version=4) == nbformat.read(path, as_version=4), (
+            f"{committed} is stale: run `python -m autograde.example_notebooks`"
+        )
 
 
 def test_no_other_place_states_points():
@@ -126,7 +139,7 @@ def test_no_other_place_states_points():
     for a in course.ASSIGNMENTS:
         assert not stated.search((a.directory / "examples.py").read_text().lower()), f"{a.id}: points in examples.py"
         for cell in source_notebook(a.id).cells:  # prose; model answers carry the TAs' rubric
-            if cell.cell_type == "markdown" and not notebooks.is_answer(cell):
+            if cell.cell_type == "markdown" and not nbgrader_cells.is_answer(cell):
                 assert not re.search(r"\b\d+(\.\d+)? (bonus )?points?\b", cell.source), f"{a.id}: points in prose"
 
 

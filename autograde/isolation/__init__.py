@@ -1,6 +1,7 @@
-"""The isolated grader: student code runs only in sandboxed worker processes; the trusted side compares.
+"""The trusted side of the sandbox: student code runs only in sandboxed worker processes; this side starts them
+and reads what they send back.
 
-worker.py is the sandboxed side (standalone: it never imports ``autograde``); sandbox.py starts and kills it;
-wire.py checks what comes back; worker_student.py serves the Student protocol from it; batch.py grades a
-class.
+boot.py starts the zygote with the sources of :mod:`autograde.worker` (everything that runs inside a worker);
+sandbox.py holds the zygote and its workers; worker_student.py serves the Student protocol from a worker;
+replies.py checks every reply; lanes.py grades submissions in trusted processes, one at a time each.
 """

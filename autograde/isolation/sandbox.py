@@ -26,15 +26,16 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autograde import course
-from autograde.isolation import wire
-from autograde.isolation.worker import BOOT, framing, shipped_sources
-from autograde.isolation.worker.confine import PROTECTIONS
+from autograde.isolation import replies
+from autograde.isolation.boot import BOOT, shipped_sources
 from autograde.settings import Settings
+from autograde.worker import codec
+from autograde.worker.protections import FILESYSTEM, NAMES, PROTECTIONS
 
 # Imported once per zygote, so that no submission pays for them.
 PRELOAD = (
@@ -42,18 +43,9 @@ PRELOAD = (
     "course_utils.runtime", "matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto",
 )  # fmt: skip
 STARTUP_TIMEOUT = 300.0
+SCRATCH_CHECK = 0.1  # seconds between two measurements of a worker's scratch folder, where no tmpfs limits it
+SCRATCH_ENTRIES = 10_000  # files and folders a worker may keep in its scratch folder
 SYSTEM_READ_ROOTS = ("/usr", "/lib", "/lib64", "/lib32", "/etc", "/sys/devices/system/cpu")
-# Without one of these, student code could read files it must not see: the grader refuses to run.
-FILESYSTEM_PROTECTIONS = ("namespaces", "landlock")
-DESCRIPTIONS = {
-    "namespaces": "private filesystem view, PID and network namespaces",
-    "separate_user": "an unprivileged user of its own",
-    "no_new_privs": "no_new_privs",
-    "capabilities": "capabilities dropped",
-    "landlock": "Landlock file access rules",
-    "seccomp": "seccomp system-call filter",
-    "resource_limits": "memory, CPU-time, file-size and open-file limits",
-}
 
 
 class SandboxError(RuntimeError):
@@ -102,17 +94,6 @@ def _below(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def grader_paths() -> list[Path]:
-    """Every copy of the grader a worker could otherwise reach: this package, any installed copy, and the
-    other entries of the repository it lives in (solutions, tests, release, examples, outputs)."""
-    paths = [course.PACKAGE_DIR, *(Path(p) / "autograde" for p in site_packages())]
-    for p in site_packages():
-        paths += [Path(p) / n for n in os.listdir(p) if n.startswith(("__editable__", "attention_course"))]
-    if (course.REPO / "pyproject.toml").is_file():
-        paths += [p for p in course.REPO.iterdir() if p.name != "course_utils"]
-    return paths
-
-
 @dataclass
 class Protections:
     """What the zygote applies to every worker, and what the machine refused (with the reason)."""
@@ -123,17 +104,19 @@ class Protections:
 
     @property
     def isolates_files(self) -> bool:
-        return any(p in self.enabled for p in FILESYSTEM_PROTECTIONS)
+        return any(p in self.enabled for p in FILESYSTEM)
 
     def text(self) -> str:
+        """The table of protections (:data:`autograde.worker.protections.PROTECTIONS`), each on or off and why."""
         lines = ["Sandbox protections:"]
-        for name in PROTECTIONS:
-            if name in self.enabled:
-                lines.append(f"  on   {DESCRIPTIONS[name]}")
-            elif name in self.disabled:
-                lines.append(f"  off  {DESCRIPTIONS[name]} (switched off by the instructor)")
+        for protection in PROTECTIONS:
+            if protection.name in self.enabled:
+                state = f"on   {protection.stops}"
+            elif protection.name in self.disabled:
+                state = f"off  {protection.stops} (switched off by the instructor)"
             else:
-                lines.append(f"  off  {DESCRIPTIONS[name]} ({self.refused.get(name, 'not available')})")
+                state = f"off  {protection.stops} ({self.refused.get(protection.name, 'not available')})"
+            lines.append(f"  {state}")
         return "\n".join(lines)
 
 
@@ -144,10 +127,30 @@ class Child:
         self.zygote, self.pid, self.sock, self.scratch = zygote, pid, sock, scratch
         self.status: int | None = None
         self.protections: dict = {}
+        self.quota = zygote.settings.scratch_mb * 2**20
+
+    @property
+    def _watch_scratch(self) -> bool:
+        """Without namespaces the scratch folder is a folder of the host, with no quota of its own: the trusted
+        side measures it while it waits for the worker (with namespaces it is a tmpfs of the quota's size)."""
+        return bool(self.protections) and "namespaces" not in self.protections
+
+    def _over_quota(self) -> bool:
+        size, entries = 0, 0
+        for root, dirs, files in os.walk(self.scratch):
+            entries += len(dirs) + len(files)
+            for name in files:
+                try:
+                    size += os.lstat(os.path.join(root, name)).st_blocks * 512
+                except OSError:
+                    pass
+            if size > self.quota or entries > SCRATCH_ENTRIES:
+                return True
+        return False
 
     def send(self, message: dict) -> None:
         try:
-            self.sock.sendall(wire.encode(message))
+            self.sock.sendall(codec.frame(message))
         except OSError as exc:
             raise WorkerCrashed(self._ended()) from exc
 
@@ -155,8 +158,16 @@ class Child:
         chunks, got = [], 0
         while got < n:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            if left <= 0:
                 raise WorkerTimeout()
+            if not select.select([self.sock], [], [], min(left, SCRATCH_CHECK) if self._watch_scratch else left)[0]:
+                if self._watch_scratch and self._over_quota():
+                    self.kill()
+                    raise WorkerCrashed(
+                        f"was stopped: it wrote more than {self.quota / 2**20:g} MiB (or {SCRATCH_ENTRIES:,} files) "
+                        "into its folder"
+                    )
+                continue
             try:
                 data = self.sock.recv(min(n - got, 1 << 20))
             except OSError:  # e.g. reset: the worker died with a request unread
@@ -170,18 +181,18 @@ class Child:
     def recv(self, timeout: float) -> Any:
         """The next reply, as checked plain data; WorkerTimeout, WorkerCrashed or WorkerProtocolError."""
         deadline = time.monotonic() + timeout
-        (size,) = framing.DATA_HEADER.unpack(self._read(framing.DATA_HEADER.size, deadline))
-        if size > wire.MAX_REPLY_BYTES:
-            raise wire.WorkerProtocolError(
-                f"a reply of {size / 2**20:.0f} MiB (the limit is {wire.MAX_REPLY_BYTES / 2**20:.0f} MiB)"
+        (size,) = codec.DATA_HEADER.unpack(self._read(codec.DATA_HEADER.size, deadline))
+        if size > replies.MAX_REPLY_BYTES:
+            raise replies.WorkerProtocolError(
+                f"a reply of {size / 2**20:.0f} MiB (the limit is {replies.MAX_REPLY_BYTES / 2**20:.0f} MiB)"
             )
-        return wire.decode(self._read(size, deadline))
+        return replies.decode(self._read(size, deadline))
 
     def handshake(self) -> None:
         """Wait for "ready": until then no student code has run, so any failure is the sandbox's."""
         try:
             reply = self.recv(STARTUP_TIMEOUT)
-        except (WorkerTimeout, WorkerCrashed, wire.WorkerProtocolError) as exc:
+        except (WorkerTimeout, WorkerCrashed, replies.WorkerProtocolError) as exc:
             self.kill()
             self.zygote.fail(f"a sandboxed worker did not start ({type(exc).__name__}: {exc})")
         if not isinstance(reply, dict) or reply.get("op") != "ready":
@@ -207,27 +218,29 @@ class Child:
 class Zygote:
     """A worker process that has imported torch and forks confined children on request.
 
-    hide: paths that workers must not see beyond the grader's own (submissions, outputs, data);
-    disable: protections the instructor switched off (names of
-    :data:`~autograde.isolation.worker.confine.PROTECTIONS`); allow_unprotected: run even when no protection
-    of the filesystem is available (otherwise :class:`SandboxError`).
+    hide: paths that workers must not see (every copy of the grader, the submissions, outputs, data);
+    extra_seconds: the largest time allowance a submission may get on top of ``settings.submission_seconds``
+    (the workers' CPU-time limit covers it); disable: protections the instructor switched off (names of
+    :data:`~autograde.worker.protections.NAMES`); allow_unprotected: run even when no protection of the
+    filesystem is available (otherwise :class:`SandboxError`).
     """
 
     def __init__(
         self,
         settings: Settings,
-        hide: list[Path] = (),
+        hide: Iterable[Path] = (),
+        extra_seconds: float = 0.0,
         *,
         disable: tuple[str, ...] = (),
         allow_unprotected: bool = False,
     ):
         self.settings = settings
-        self.extra_seconds = max((a.extra_seconds for a in course.ASSIGNMENTS), default=0.0)
+        self.extra_seconds = extra_seconds
         # AUTOGRADE_DISABLE (comma-separated) switches protections off from outside, e.g. to rehearse Docker
         from_env = [p.strip() for p in os.environ.get("AUTOGRADE_DISABLE", "").split(",") if p.strip()]
-        unknown = sorted(set(from_env) - set(PROTECTIONS))
+        unknown = sorted(set(from_env) - set(NAMES))
         if unknown:
-            raise ValueError(f"AUTOGRADE_DISABLE names unknown protections {unknown}; known: {', '.join(PROTECTIONS)}")
+            raise ValueError(f"AUTOGRADE_DISABLE names unknown protections {unknown}; known: {', '.join(NAMES)}")
         self.disable = tuple(disable) + tuple(from_env)
         self.allow_unprotected = allow_unprotected
         self.owner = os.getpid()
@@ -239,13 +252,12 @@ class Zygote:
         self._stage_course_utils()
         self.paths = [str(self.lib), *site_packages(), *standard_library()]
         read_roots = sorted({*self.paths, *(r for r in SYSTEM_READ_ROOTS if os.path.exists(r))})
-        sensitive = [str(p.resolve()) for p in [*grader_paths(), *map(Path, hide)] if p.exists()]
+        sensitive = [str(p.resolve()) for p in map(Path, hide) if p.exists()]
         self.policy = {
             "read_roots": read_roots,
             "hide": sorted({p for p in sensitive if _below(p, read_roots) and not _below(p, [str(self.lib)])}),
         }
         self.failure: str | None = None
-        self.lost = False
         self.ready: dict | None = None
         self._start()
 
@@ -283,6 +295,8 @@ class Zygote:
             "LC_ALL": "C.UTF-8",
             "MPLBACKEND": "Agg",
             "MPLCONFIGDIR": str(self.probe_dir / "matplotlib"),
+            # torch sets this on first use of its dispatch modes when it is unset: keep it in the worker's folder
+            "TORCHINDUCTOR_CACHE_DIR": str(self.probe_dir / "torchinductor"),
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
@@ -317,9 +331,9 @@ class Zygote:
             "policy": self.policy,
             "probe_dir": str(self.probe_dir),
             "limits": self.settings.worker_limits(self.extra_seconds),
-            "enable": [p for p in PROTECTIONS if p not in self.disable],
+            "enable": [p for p in NAMES if p not in self.disable],
         }
-        framing.send_control(self.control, config)
+        codec.send_control(self.control, config)
 
     def wait_ready(self) -> dict:
         """Block until the zygote has imported torch and probed the protections (it starts in the background).
@@ -329,7 +343,7 @@ class Zygote:
         """
         if self.ready is None:
             try:
-                self.ready, _ = framing.recv_control(self.control)
+                self.ready, _ = codec.recv_control(self.control)
             except OSError:
                 self.ready = None
             if not self.ready:
@@ -380,12 +394,11 @@ class Zygote:
             raise SandboxError(self.failure)
         self.wait_ready()
         try:
-            framing.send_control(self.control, request, fds)
-            reply, _ = framing.recv_control(self.control)
+            codec.send_control(self.control, request, fds)
+            reply, _ = codec.recv_control(self.control)
         except OSError:
             reply = None
         if not isinstance(reply, dict):
-            self.lost = True
             self.fail("the sandbox's zygote process stopped answering")
         return reply
 

@@ -1,4 +1,4 @@
-"""A :class:`~autograde.student.Student` whose definitions live in a sandboxed worker process.
+"""A :class:`~autograde.worker.protocol.Student` whose definitions live in a sandboxed worker process.
 
 The grader tests run here, in the trusted process, exactly as under nbgrader; each ``describe``, ``call``,
 ``value`` and ``has`` becomes a request to the worker, and only checked plain data comes back. A worker that
@@ -11,22 +11,23 @@ the remaining checks fail at once and the run records an incident.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from typing import Any
 
-from autograde.isolation import wire
+from autograde.graded_source import GradedSource
+from autograde.isolation import replies
 from autograde.isolation.sandbox import Child, WorkerCrashed, WorkerTimeout, Zygote
-from autograde.notebook_source import GradedSource
-from autograde.results import Incident, Kind, StudentError
-from autograde.student import Call, CallResult, ModuleInfo
+from autograde.worker.protocol import Call, CallResult, Describe, ModuleInfo, Student
+from autograde.worker.results import Incident, Kind, StudentError
 
 
-class WorkerStudent:
+class WorkerStudent(Student):
     """The Student protocol, served by a sandboxed child of ``zygote`` that ran ``source``'s definitions."""
 
-    def __init__(self, zygote: Zygote, source: GradedSource, budget: float | None = None):
+    def __init__(self, zygote: Zygote, source: GradedSource, budget: float):
         self.zygote, self.source = zygote, source
         self.timeout = zygote.settings.timeout
-        self.budget = budget if budget is not None else zygote.settings.submission_seconds + zygote.extra_seconds
+        self.budget = budget
         self.spent = 0.0
         self.incidents: list[Incident] = [Incident("definition", p) for p in source.problems]
         self._skipped: set[int] = set()
@@ -70,13 +71,13 @@ class WorkerStudent:
                 while True:
                     reply = child.recv(limit + self.zygote.settings.grace)
                     if not isinstance(reply, dict):
-                        raise wire.WorkerProtocolError("a reply that is not a message")
+                        raise replies.WorkerProtocolError("a reply that is not a message")
                     if reply.get("op") == "loaded":
                         break
                     if reply.get("error"):
                         self.incidents.append(Incident("definition", str(reply["error"])))
                     position += 1
-            except (WorkerTimeout, WorkerCrashed, wire.WorkerProtocolError) as exc:
+            except (WorkerTimeout, WorkerCrashed, replies.WorkerProtocolError) as exc:
                 self.spent += time.monotonic() - start
                 if position >= len(chunks):
                     child.kill()
@@ -122,7 +123,7 @@ class WorkerStudent:
             raise StudentError(
                 f"running your `{target}` ended the grader's worker process: it {exc}.", Kind.CRASH
             ) from None
-        except wire.WorkerProtocolError as exc:
+        except replies.WorkerProtocolError as exc:
             self._replace()
             self.incidents.append(Incident(Kind.UNUSABLE_RESULT.value, f"{target}: {exc}"))
             raise StudentError(
@@ -134,7 +135,7 @@ class WorkerStudent:
             self._replace()
             raise StudentError(f"your `{target}` sent back something the grader cannot read.", Kind.UNUSABLE_RESULT)
         if not reply["ok"]:
-            failure = wire.error(reply)
+            failure = replies.error(reply)
             if failure.kind is Kind.TIMEOUT or time.monotonic() - start >= limit:
                 return self._give_up(target, stuck_key, str(failure))
             raise failure
@@ -158,33 +159,20 @@ class WorkerStudent:
     def value(self, name: str) -> Any:
         return self._request({"op": "value", "name": name}, name)
 
-    def describe(
-        self,
-        target: str,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        attrs: tuple[str, ...] = (),
-        substitutes: dict[str, str] | None = None,
-    ) -> ModuleInfo:
-        message = {
-            "op": "describe",
-            "target": target,
-            "args": tuple(args),
-            "kwargs": dict(kwargs or {}),
-            "attrs": tuple(attrs),
-            "substitutes": dict(substitutes or {}),
-        }
+    def describe_module(self, request: Describe) -> ModuleInfo:
+        message = {"op": "describe", **{f.name: getattr(request, f.name) for f in fields(request)}}
+        target = request.target
         try:
-            return wire.module_info(self._request(message, target))
-        except wire.WorkerProtocolError as exc:
+            return replies.module_info(self._request(message, target))
+        except replies.WorkerProtocolError as exc:
             raise StudentError(
                 f"your `{target}` sent back a description the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
 
     def call(self, call: Call) -> CallResult:
         try:
-            return wire.call_result(self._request(wire.call_message(call), call.target))
-        except wire.WorkerProtocolError as exc:
+            return replies.call_result(self._request(call_message(call), call.target), call)
+        except replies.WorkerProtocolError as exc:
             raise StudentError(
                 f"your `{call.target}` sent back a result the grader cannot read ({exc}).", Kind.UNUSABLE_RESULT
             ) from None
@@ -194,3 +182,12 @@ def _stuck_key(message: dict, target: str) -> str:
     """``target``, plus the names the request replaces with the grader's stand-ins, if any."""
     substitutes = message.get("substitutes") or (message.get("call") or {}).get("substitutes") or {}
     return target if not substitutes else f"{target} with stand-ins for {', '.join(sorted(substitutes))}"
+
+
+def call_message(call: Call) -> dict:
+    """A :class:`Call` as a request; the dtype travels as its name (``"float64"``)."""
+    message = {f.name: getattr(call, f.name) for f in fields(call)}
+    message["dtype"] = str(call.dtype).removeprefix("torch.") if call.dtype is not None else None
+    message["state_dict"] = dict(call.state_dict) if call.state_dict is not None else None
+    message["watch"] = {label: frozenset(names) for label, names in call.watch.items()}
+    return {"op": "call", "call": message}

@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from autograde import course, notebooks
-from autograde import examples as ex
+from autograde import course, nbgrader_cells
+from autograde import example_notebooks as ex
 from autograde import nbgrader_course as course_cli
 from tests.browser.lab import click_menu, jupyter_lab, keep
 
@@ -31,11 +31,11 @@ COMMENT = "Right idea, but say what the mask does to the weights after the softm
 
 def inline_question_cell(assignment: str, number: int) -> tuple[str, float]:
     """The grade_id and points of the answer cell graded by hand for "Inline Question ``number``"."""
-    cells = notebooks.read(course.get(assignment).source_notebook).cells
+    cells = nbgrader_cells.read(course.get(assignment).source_notebook).cells
     for i, cell in enumerate(cells):
         if cell.cell_type == "markdown" and re.search(rf"Inline Question {number}\b", cell.source):
-            answer = next(c for c in cells[i + 1 :] if notebooks.meta(c).get("grade"))
-            meta = notebooks.meta(answer)
+            answer = next(c for c in cells[i + 1 :] if nbgrader_cells.meta(c).get("grade"))
+            meta = nbgrader_cells.meta(answer)
             assert answer.cell_type == "markdown" and meta.get("solution"), f"{assignment}: no written answer cell"
             return meta["grade_id"], float(meta["points"])
     raise AssertionError(f"{assignment} has no Inline Question {number}")
@@ -101,7 +101,7 @@ def test_a_ta_grades_inline_question_2_in_the_formgrader(graded_course, lab, pag
 
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'course' / 'gradebook.db'}", course_id="attention-cv") as gradebook:
+    with Gradebook(f"sqlite:///{root / 'course' / 'gradebook.db'}", course_id=course.COURSE_ID) as gradebook:
         grade = gradebook.find_grade(cell, ASSIGNMENT, ASSIGNMENT, student)
         assert grade.manual_score == SCORE
         assert gradebook.find_comment(cell, ASSIGNMENT, ASSIGNMENT, student).manual_comment == COMMENT

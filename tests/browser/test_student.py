@@ -20,8 +20,8 @@ import uuid
 
 import pytest
 
-from autograde import course, notebooks
-from autograde import examples as ex
+from autograde import course, nbgrader_cells
+from autograde import example_notebooks as ex
 from tests.browser.lab import NotebookPage, cell_seconds, jupyter_lab, keep, nbgrader_cell_timeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -85,7 +85,9 @@ def answer_cells(assignment: str, release) -> list[tuple[int, str, str]]:
     """(index, cell type, the solution's text) of every answer cell of the release notebook."""
     answers = ex.answer_sources(assignment)
     found = [
-        (i, c.cell_type, answers[notebooks.grade_id(c)]) for i, c in enumerate(release.cells) if notebooks.is_answer(c)
+        (i, c.cell_type, answers[nbgrader_cells.grade_id(c)])
+        for i, c in enumerate(release.cells)
+        if nbgrader_cells.is_answer(c)
     ]
     assert found, f"{assignment}: the release has no answer cells"
     return found
@@ -98,7 +100,7 @@ def summary(saved, views, seconds: float) -> dict:
     return {
         "run_all_seconds": round(seconds, 1),
         "slowest_cell_seconds": round(slowest, 1),
-        "slowest_cell": f"{slowest_index} {notebooks.grade_id(saved.cells[slowest_index])}".strip(),
+        "slowest_cell": f"{slowest_index} {nbgrader_cells.grade_id(saved.cells[slowest_index])}".strip(),
         "progress_widgets": sum(len(v.progress) for v in views),
         "images": sum(len(v.images) for v in views),
     }
@@ -129,7 +131,7 @@ def test_a_student_fills_in_and_runs_the_notebook(assignment, lab, page, cell_ti
 
     # every code cell ran, and none raised
     errors = [
-        f"cell {i} ({notebooks.grade_id(c) or 'no id'}): {o.ename}: {o.evalue}"
+        f"cell {i} ({nbgrader_cells.grade_id(c) or 'no id'}): {o.ename}: {o.evalue}"
         for i, c in enumerate(saved.cells)
         if c.cell_type == "code"
         for o in c.outputs
@@ -139,7 +141,7 @@ def test_a_student_fills_in_and_runs_the_notebook(assignment, lab, page, cell_ti
     not_run = [i for i, c in enumerate(saved.cells) if c.cell_type == "code" and c.execution_count is None]
     assert not not_run, f"cells never ran: {not_run}"
     stderr = [
-        f"cell {i} ({notebooks.grade_id(c) or 'no id'}): {o.text[:300]!r}"
+        f"cell {i} ({nbgrader_cells.grade_id(c) or 'no id'}): {o.text[:300]!r}"
         for i, c in enumerate(saved.cells)
         if c.cell_type == "code"
         for o in c.outputs

@@ -1,1 +1,1 @@
-"""Notebook local attention: grader.py, reference.py, examples.py (see autograde.course)."""
+"""Notebook local attention: grader, reference, examples, known mistakes, stand-ins (see autograde.course)."""

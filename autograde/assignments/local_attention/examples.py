@@ -4,29 +4,30 @@ A mistake in LocalSelfAttention2d is charged to its own part only: the fully att
 the grader's stand-in for the layer, and only its diagnostic (which earns nothing) says that the layer is at fault.
 """
 
-from autograde.examples import BLANK, Edit, Example, solution
+from autograde.example_notebooks import BLANK, Edit, Example, solution
 
+# A wrong forward pass fails the tests of the values; the gradients are checked against the student's own forward
+# pass, so they keep their point.
 LOCAL_WRONG = (
     "test_local_attention_one_head",
     "test_local_attention_heads",
     "test_local_attention_small_maps",
-    "test_local_attention_gradients",
 )
 BLAMED = "test_net_with_your_own_attention"  # the diagnostic that names the layer
-SCORES = 'scores = torch.einsum("ngdl,ngdkl->ngkl", q, k) + torch.einsum("ngdl,gdk->ngkl", q, r)  # (N, G, m*m, L)'
+SCORES = 'scores = torch.einsum("ngdl,ngdkl->ngkl", q, k) + torch.einsum("ngdl,gdk->ngkl", q, r)  # (N, h, m*m, L)'
 SOFTMAX_AND_SUM = """        scores = scores.masked_fill(~inside, float("-inf"))
-        weights = F.softmax(scores, dim=2)  # (N, G, m*m, L): each pixel's weights sum to 1
-        out = torch.einsum("ngkl,ngdkl->ngdl", weights, v)  # (N, G, D, L)"""
-PER_CHANNEL = """        scores = q[:, :, :, None] * (k + r[None, :, :, :, None])  # (N, G, D, m*m, L): one per channel
+        weights = F.softmax(scores, dim=2)  # (N, h, m*m, L): each pixel's weights sum to 1
+        out = torch.einsum("ngkl,ngdkl->ngdl", weights, v)  # (N, h, D, L)"""
+PER_CHANNEL = """        scores = q[:, :, :, None] * (k + r[None, :, :, :, None])  # (N, h, D, m*m, L): one per channel
         inside = F.unfold(torch.ones_like(x[:1, :1]), m, padding=pad) > 0  # (1, m*m, L)
         scores = scores.masked_fill(~inside[:, None], float("-inf"))
         weights = F.softmax(scores, dim=3)  # every channel its own softmax over the neighbours
-        out = (weights * v).sum(dim=3)  # (N, G, D, L)"""
+        out = (weights * v).sum(dim=3)  # (N, h, D, L)"""
 
-# The review's AttentionConv, made runnable under the notebook's names: `self.groups` (never defined there) is
-# num_heads, `x.size` is called, padding and stride are those of a stride-1 layer of the same size, and the
-# parameters carry the contract's names and shapes (rel_h and rel_w are views of rel_rows and rel_cols). Its maths
-# is left as it is: relative embeddings added to the values, a per-channel softmax of q * k, zero padding.
+# The review's AttentionConv under the notebook's names: `self.groups` is num_heads, padding and stride are those of
+# a stride-1 layer of the same size, and the parameters carry the contract's names and shapes (rel_h and rel_w are
+# views of rel_rows and rel_cols). Its maths is left as it is: relative embeddings added to the values, a
+# per-channel softmax of q * k, zero padding.
 SOLUTION_INIT = """        if kernel_size % 2 == 0 or kernel_size < 1:
             raise ValueError(f"kernel_size={kernel_size} must be odd (1, 3, 5, ...): the pixel is the centre.")
         if out_channels % num_heads:
@@ -56,15 +57,15 @@ REVIEW_INIT = """        self.out_channels = out_channels
         self.conv_key = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.conv_query = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
         self.conv_value = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)"""
-SOLUTION_FORWARD = f"""        G, m = self.num_heads, self.kernel_size
+SOLUTION_FORWARD = f"""        h, m = self.num_heads, self.kernel_size
         C = self.conv_query.out_channels
-        D, pad = C // G, m // 2
-        q = self.conv_query(x).view(N, G, D, H * W)  # (N, G, D, L) with L = H*W
-        k = F.unfold(self.conv_key(x), m, padding=pad).view(N, G, D, m * m, H * W)  # (N, G, D, m*m, L)
-        v = F.unfold(self.conv_value(x), m, padding=pad).view(N, G, D, m * m, H * W)  # (N, G, D, m*m, L)
-        rows = self.rel_rows.view(G, D // 2, m, 1).expand(G, D // 2, m, m)  # varies with the row offset
-        cols = self.rel_cols.view(G, D // 2, 1, m).expand(G, D // 2, m, m)  # varies with the column offset
-        r = torch.cat([rows, cols], dim=1).reshape(G, D, m * m)  # (G, D, m*m), neighbours row by row
+        D, pad = C // h, m // 2
+        q = self.conv_query(x).view(N, h, D, H * W)  # (N, h, D, L) with L = H*W
+        k = F.unfold(self.conv_key(x), m, padding=pad).view(N, h, D, m * m, H * W)  # (N, h, D, m*m, L)
+        v = F.unfold(self.conv_value(x), m, padding=pad).view(N, h, D, m * m, H * W)  # (N, h, D, m*m, L)
+        rows = self.rel_rows.view(h, D // 2, m, 1).expand(h, D // 2, m, m)  # varies with the row offset
+        cols = self.rel_cols.view(h, D // 2, 1, m).expand(h, D // 2, m, m)  # varies with the column offset
+        r = torch.cat([rows, cols], dim=1).reshape(h, D, m * m)  # (h, D, m*m), neighbours row by row
         {SCORES}
         inside = F.unfold(torch.ones_like(x[:1, :1]), m, padding=pad) > 0  # (1, m*m, L)
 {SOFTMAX_AND_SUM}
@@ -110,14 +111,26 @@ CHUNK_MAXIMUM_ONLY = """        mu_new = s.amax(dim=-1, keepdim=True)  # this ch
         total = total + e.sum(dim=-1, keepdim=True)
         acc = acc + e @ v[..., start:end, :]"""
 
+# A first pass over the whole (S, T) matrix of scores for each row's maximum, then the chunks against it.
+GLOBAL_MAXIMUM = """    every = (q @ k.transpose(-2, -1)) * scale  # (..., S, T): the whole matrix, for the maximum
+    if mask is not None:
+        every = every.masked_fill(~mask, float("-inf"))
+    top = every.amax(dim=-1, keepdim=True)  # (..., S, 1)
+    top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
+    for start in range(0, T, chunk_size):
+"""
+GLOBAL_UPDATE = """        e = torch.exp(s - top)  # (..., S, B)
+        total = total + e.sum(dim=-1, keepdim=True)
+        acc = acc + e @ v[..., start:end, :]"""
+
 EXAMPLES = [
     solution(),
     BLANK,
     Example(
         "review_code",
-        "the widely copied AttentionConv, made runnable (its undefined self.groups set to num_heads, x.size() "
-        "called), its maths as published: embeddings added to the values, a per-channel softmax of q * k, zero "
-        "padding, and no argument checks",
+        "the AttentionConv of Inline Question 3 under the contract's names (its groups are num_heads), its maths "
+        "as shown: embeddings added to the values, a per-channel softmax of q * k, zero padding, and no argument "
+        "checks",
         ("test_local_attention_rejects_bad_arguments", *LOCAL_WRONG, BLAMED),
         edits=(
             Edit("local_attention", SOLUTION_INIT, REVIEW_INIT),
@@ -138,7 +151,7 @@ EXAMPLES = [
             Edit(
                 "local_attention",
                 SCORES,
-                'scores = torch.einsum("ngdl,ngdkl->ngkl", q, k)  # (N, G, m*m, L)\n'
+                'scores = torch.einsum("ngdl,ngdkl->ngkl", q, k)  # (N, h, m*m, L)\n'
                 "        v = v + r[None, :, :, :, None]  # the embedding added to the values",
             ),
         ),
@@ -192,8 +205,29 @@ EXAMPLES = [
             "test_chunked_uneven_chunks",
             "test_chunked_masks",
             "test_chunked_large_scores",
-            "test_chunked_gradients",
         ),
         edits=(Edit("chunked", ONLINE_UPDATE, CHUNK_MAXIMUM_ONLY),),
+    ),
+    Example(
+        "normaliser_not_rescaled",
+        "the running output is rescaled when the maximum grows, the running normaliser is not",
+        ("test_chunked_matches_attention",),
+        edits=(
+            Edit(
+                "chunked",
+                "total = total * rescale + e.sum(dim=-1, keepdim=True)",
+                "total = total + e.sum(dim=-1, keepdim=True)",
+            ),
+        ),
+    ),
+    Example(
+        "global_maximum_first",
+        "the whole (S, T) matrix of scores computed first for each row's maximum, then the chunks: exact, but "
+        "it breaks the memory contract",
+        ("test_chunked_memory",),
+        edits=(
+            Edit("chunked", "    for start in range(0, T, chunk_size):\n", GLOBAL_MAXIMUM),
+            Edit("chunked", ONLINE_UPDATE, GLOBAL_UPDATE),
+        ),
     ),
 ]

@@ -9,6 +9,7 @@ attends to the m x m pixels (a, b) around it that lie inside the image,
 per head, where r_{dy, dx} is the concatenation of a row embedding of dy (the first D/2 channels of the head)
 and a column embedding of dx (the last D/2). Positions outside the image get no weight (they are masked, not
 zero-padded). There is no 1/sqrt(D) scale in this formula.
+:data:`SOLUTION` holds what the solved notebook defines for the graders.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check_local_arguments(out_channels: int, kernel_size: int, num_heads: int) -
 class LocalSelfAttention2d(nn.Module):
     """Multi-head self-attention of every pixel over its m x m neighbourhood, with relative positions.
 
-    Args: in_channels C_in, out_channels C, kernel_size m (odd), num_heads G (C divisible by G, D = C/G even).
+    Args: in_channels C_in, out_channels C, kernel_size m (odd), num_heads h (C divisible by h, D = C/h even).
 
     Attributes:
         conv_query, conv_key, conv_value: nn.Conv2d(C_in, C, 1, bias=False).
@@ -62,26 +63,26 @@ class LocalSelfAttention2d(nn.Module):
         self.rel_cols = nn.Parameter(torch.randn(out_channels // 2, kernel_size))
 
     def relative_embeddings(self) -> torch.Tensor:
-        """r as a tensor (G, D, m, m): r[g, :, t, u] embeds the offset (t - (m-1)/2, u - (m-1)/2) for head g."""
-        G, half, m = self.num_heads, self.head_dim // 2, self.kernel_size
-        rows = self.rel_rows.view(G, half, m, 1).expand(G, half, m, m)  # (G, D/2, m, m): depends on the row
-        cols = self.rel_cols.view(G, half, 1, m).expand(G, half, m, m)  # (G, D/2, m, m): on the column
-        return torch.cat([rows, cols], dim=1)  # (G, D, m, m)
+        """r as a tensor (h, D, m, m): r[g, :, t, u] embeds the offset (t - (m-1)/2, u - (m-1)/2) for head g."""
+        h, half, m = self.num_heads, self.head_dim // 2, self.kernel_size
+        rows = self.rel_rows.view(h, half, m, 1).expand(h, half, m, m)  # (h, D/2, m, m): depends on the row
+        cols = self.rel_cols.view(h, half, 1, m).expand(h, half, m, m)  # (h, D/2, m, m): on the column
+        return torch.cat([rows, cols], dim=1)  # (h, D, m, m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, _, H, W = x.shape
-        G, D, m = self.num_heads, self.head_dim, self.kernel_size
+        h, D, m = self.num_heads, self.head_dim, self.kernel_size
         L, pad = H * W, m // 2
-        q = self.conv_query(x).view(N, G, D, L)  # (N, G, D, L)
-        k = F.unfold(self.conv_key(x), m, padding=pad).view(N, G, D, m * m, L)  # (N, G, D, m*m, L)
-        v = F.unfold(self.conv_value(x), m, padding=pad).view(N, G, D, m * m, L)  # (N, G, D, m*m, L)
-        r = self.relative_embeddings().view(G, D, m * m)  # (G, D, m*m)
-        scores = torch.einsum("ngdl,ngdkl->ngkl", q, k) + torch.einsum("ngdl,gdk->ngkl", q, r)  # (N, G, m*m, L)
+        q = self.conv_query(x).view(N, h, D, L)  # (N, h, D, L)
+        k = F.unfold(self.conv_key(x), m, padding=pad).view(N, h, D, m * m, L)  # (N, h, D, m*m, L)
+        v = F.unfold(self.conv_value(x), m, padding=pad).view(N, h, D, m * m, L)  # (N, h, D, m*m, L)
+        r = self.relative_embeddings().view(h, D, m * m)  # (h, D, m*m)
+        scores = torch.einsum("ngdl,ngdkl->ngkl", q, k) + torch.einsum("ngdl,gdk->ngkl", q, r)  # (N, h, m*m, L)
         inside = F.unfold(x.new_ones(1, 1, H, W), m, padding=pad) > 0  # (1, m*m, L): in the image
         scores = scores.masked_fill(~inside, float("-inf"))
-        weights = F.softmax(scores, dim=2)  # (N, G, m*m, L): over the neighbourhood
-        out = torch.einsum("ngkl,ngdkl->ngdl", weights, v)  # (N, G, D, L)
-        return out.reshape(N, G * D, H, W)
+        weights = F.softmax(scores, dim=2)  # (N, h, m*m, L): over the neighbourhood
+        out = torch.einsum("ngkl,ngdkl->ngdl", weights, v)  # (N, h, D, L)
+        return out.reshape(N, h * D, H, W)
 
 
 def fully_attentional_net(kernel_size: int = 3, num_heads: int = 4) -> nn.Sequential:
@@ -142,24 +143,24 @@ def swin_attention(
     """Multi-head attention inside non-overlapping m x m windows, the windows shifted by s (Swin).
 
     x (N, H, W, C) with H and W multiples of m; qkv_weight (3C, C), qkv_bias (3C,) (queries, keys, values in
-    that order); proj_weight (C, C), proj_bias (C,); position_bias (G, m*m, m*m), added to the scaled scores;
+    that order); proj_weight (C, C), proj_bias (C,); position_bias (h, m*m, m*m), added to the scaled scores;
     0 <= s < m. With s > 0 the map is rolled by (-s, -s) first and back by (s, s) at the end, and inside a
     window pixels that came from different regions of the unrolled map do not attend to each other.
     Returns (N, H, W, C).
     """
     N, H, W, C = x.shape
-    m, s, G = window_size, shift_size, num_heads
+    m, s, h = window_size, shift_size, num_heads
     if H % m or W % m or not 0 <= s < m:
         raise ValueError(f"need H and W multiples of window_size={m} and 0 <= shift_size < {m}; got {H} x {W}, {s}.")
-    D, nh, nw = C // G, H // m, W // m
+    D, nh, nw = C // h, H // m, W // m
     if s:
         x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
     windows = x.reshape(N, nh, m, nw, m, C).permute(0, 1, 3, 2, 4, 5).reshape(N * nh * nw, m * m, C)  # (Nw, m*m, C)
     qkv = (
-        F.linear(windows, qkv_weight, qkv_bias).reshape(-1, m * m, 3, G, D).permute(2, 0, 3, 1, 4)
-    )  # (3, Nw, G, m*m, D)
+        F.linear(windows, qkv_weight, qkv_bias).reshape(-1, m * m, 3, h, D).permute(2, 0, 3, 1, 4)
+    )  # (3, Nw, h, m*m, D)
     q, k, v = qkv[0], qkv[1], qkv[2]
-    scores = q @ k.transpose(-2, -1) / math.sqrt(D) + position_bias  # (Nw, G, m*m, m*m)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D) + position_bias  # (Nw, h, m*m, m*m)
     if s:
         scores = scores.masked_fill(~_same_region(H, W, m, s, x.device).repeat(N, 1, 1)[:, None], float("-inf"))
     out = (F.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(-1, m * m, C)  # (Nw, m*m, C)
@@ -179,3 +180,12 @@ def _same_region(H: int, W: int, m: int, s: int, device: torch.device) -> torch.
     region = (2 * rows[:, None] + cols[None, :]).reshape(H // m, m, W // m, m)  # (nh, m, nw, m)
     region = region.permute(0, 2, 1, 3).reshape(-1, m * m)  # (windows, m*m)
     return region[:, :, None] == region[:, None, :]  # (windows, m*m, m*m)
+
+
+# The names the solved notebook defines for the graders.
+SOLUTION: dict[str, object] = {
+    "LocalSelfAttention2d": LocalSelfAttention2d,
+    "fully_attentional_net": fully_attentional_net,
+    "chunked_attention": chunked_attention,
+    "swin_attention": swin_attention,
+}

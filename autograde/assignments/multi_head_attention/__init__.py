@@ -1,1 +1,1 @@
-"""Notebook multi head attention: grader.py, reference.py, examples.py (see autograde.course)."""
+"""Notebook multi head attention: grader, reference, examples, known mistakes, stand-ins (see autograde.course)."""

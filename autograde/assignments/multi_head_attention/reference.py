@@ -2,6 +2,7 @@
 
 Mask contract: True (or 1) means "may attend". A query whose mask row is all False attends to nothing: its
 weights are all zero and its output is zero (never NaN).
+:data:`SOLUTION` holds what the solved notebook defines for the graders.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def scaled_dot_product_attention(
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention with dropout on the weights and an output projection.
 
-    query (N, S, E), key and value (N, T, E), attn_mask broadcastable to (N, H, S, T) such as (S, T)
+    query (N, S, E), key and value (N, T, E), attn_mask broadcastable to (N, h, S, T) such as (S, T)
     -> (N, S, E).
-    ``attn_weights`` keeps the (N, H, S, T) weights of the last forward pass (after dropout, detached).
+    ``attn_weights`` keeps the (N, h, S, T) weights of the last forward pass (after dropout, detached).
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.1):
@@ -65,7 +66,7 @@ class MultiHeadAttention(nn.Module):
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         N, L, _ = x.shape
-        return x.view(N, L, self.num_heads, self.head_dim).transpose(1, 2)  # (N, H, L, D)
+        return x.view(N, L, self.num_heads, self.head_dim).transpose(1, 2)  # (N, h, L, D)
 
     def forward(
         self,
@@ -75,10 +76,17 @@ class MultiHeadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         N, S, E = query.shape
-        q = self._split_heads(self.query(query))  # (N, H, S, D)
-        k = self._split_heads(self.key(key))  # (N, H, T, D)
-        v = self._split_heads(self.value(value))  # (N, H, T, D)
-        out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, H, S, D)
-        self.attn_weights = weights.detach()  # (N, H, S, T)
-        out = out.transpose(1, 2).reshape(N, S, E)  # (N, S, H*D)
+        q = self._split_heads(self.query(query))  # (N, h, S, D)
+        k = self._split_heads(self.key(key))  # (N, h, T, D)
+        v = self._split_heads(self.value(value))  # (N, h, T, D)
+        out, weights = scaled_dot_product_attention(q, k, v, attn_mask, self.attn_drop)  # (N, h, S, D)
+        self.attn_weights = weights.detach()  # (N, h, S, T)
+        out = out.transpose(1, 2).reshape(N, S, E)  # (N, S, h*D)
         return self.proj(out)
+
+
+# The names the solved notebook defines for the graders.
+SOLUTION: dict[str, object] = {
+    "scaled_dot_product_attention": scaled_dot_product_attention,
+    "MultiHeadAttention": MultiHeadAttention,
+}

@@ -1,1 +1,1 @@
-"""Notebook positional encoding: grader.py, reference.py, examples.py (see autograde.course)."""
+"""Notebook positional encoding: grader, reference, examples, known mistakes, stand-ins (see autograde.course)."""

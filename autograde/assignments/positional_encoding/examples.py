@@ -7,7 +7,7 @@ grader's stand-in for the class), and the 2D diagnostic names it.
 
 from __future__ import annotations
 
-from autograde.examples import BLANK, Edit, Example, solution
+from autograde.example_notebooks import BLANK, Edit, Example, solution
 
 SIN = "pe[:, 0::2] = torch.sin(angle)  # even j"
 COS = "pe[:, 1::2] = torch.cos(angle[:, : embed_dim // 2])  # odd j: exponent (j - 1) / E"
@@ -86,5 +86,22 @@ EXAMPLES = [
         "pos_embed initialised with std 1 instead of 0.02",
         ("test_learned_init",),
         (Edit("learned", "nn.init.normal_(self.pos_embed, std=0.02)", "nn.init.normal_(self.pos_embed)"),),
+    ),
+    Example(
+        "interpolation_straight_reshape",
+        "the (1, H*W, E) embeddings reshaped straight to (1, E, H, W) for the resize, and straight back",
+        ("test_interpolate_values",),
+        (
+            Edit(
+                "interpolate",
+                "grid = patches.reshape(1, H, W, E).permute(0, 3, 1, 2)",
+                "grid = patches.reshape(1, E, H, W)",
+            ),
+            Edit(
+                "interpolate",
+                "patches = grid.permute(0, 2, 3, 1).reshape(1, H2 * W2, E)",
+                "patches = grid.reshape(1, H2 * W2, E)",
+            ),
+        ),
     ),
 ]

@@ -1,16 +1,18 @@
 """Hidden graders of notebook 3: sinusoidal (1D and 2D) and learned positional encodings.
 
-The expected tables come from the reference, computed in float64; the known mistakes are the formula with one
-thing changed (:func:`formula`). Students usually compute the tables in
-float32 (up to ~1e-6 off for positions below 100, ~1e-4 at position 5,000), so values are compared with
-atol=1e-5 on short tables and atol=1e-3 on the default max_len=5000; a mistake in the formula is off by far
-more (0.1 to 2).
+The expected tables come from the reference, computed in float64; the known mistakes (``mistakes.py``) are the
+formula with one thing changed. Students usually compute the tables in float32 (up to ~1e-6 off for positions
+below 100, ~1e-4 at position 5,000), so values are compared with atol=1e-5 on short tables and atol=1e-3 on the
+default max_len=5000; a mistake in the formula is off by far more (0.1 to 2).
 
-Weighting (points follow how much of the concept a test proves): in ``pe`` (10) the table's values 3, the buffer
-(saved, moved, never trained) 2 and the forward pass 2; dropout, the length check and moving with ``.to`` 1 each.
-In ``pe2d`` (4) the 2D table's values 3 and its shape 1, graded with the grader's stand-in for the 1D table so
-that a wrong 1D table costs its points in ``pe`` only. In ``learned`` (3) the parameter, its initialisation and
-the forward pass 1 each.
+Weighting (the points are the ``@pytest.mark.points`` of each test): they follow how much of the concept a test
+proves. In ``pe`` the table's values weigh most, then the buffer (saved, moved, never trained) and the forward
+pass; dropout, the length check and moving with ``.to`` are details. In ``pe2d`` the 2D table's values weigh more
+than its shape; both are graded with the grader's stand-in for the 1D table (``stand_ins.py``) so that a wrong
+1D table costs its points in ``pe`` only. In ``learned`` the parameter, its initialisation and the forward pass
+weigh the same. In ``interpolate`` the resized grid's values weigh more than the shape and the class token, and
+each is graded on its own (the grid's values are read from the last H'*W' rows, whatever happened to the class
+token).
 """
 
 from __future__ import annotations
@@ -20,16 +22,26 @@ from collections.abc import Callable
 import pytest
 import torch
 
+from autograde import checks
 from autograde.assignments.positional_encoding import reference as ref
-from autograde.checks import blame_earlier_part, check_dropout_statistics, own_or_stand_ins, seeded, student_call
-from autograde.compare import assert_matches
-from autograde.results import StudentError
-from autograde.student import Call, CallResult, stand_ins
+from autograde.assignments.positional_encoding.mistakes import (
+    formula,
+    forward_mistakes,
+    grid_from,
+    grid_mistakes,
+    interpolation_mistakes,
+    table_mistakes,
+)
+from autograde.checks import StandIns, seeded, student_call
+from autograde.compare import Mistake, assert_matches
+from autograde.worker.protocol import Call, CallResult
+from autograde.worker.results import StudentError
 
 ATOL = 1e-5
 PE = "PositionalEncoding"
 PE2D = "sinusoidal_2d"
 LEARNED = "LearnedPositionalEmbedding"
+INTERP = "interpolate_pos_embed"
 
 
 def in_float64(make, *args):
@@ -45,50 +57,6 @@ def in_float64(make, *args):
 def table(num_positions: int, d: int) -> torch.Tensor:
     """The reference's 1D table (num_positions, d) in float64."""
     return in_float64(ref.sinusoidal_1d, num_positions, d)
-
-
-def formula(num_positions: int, d: int, *, swap=False, odd_j=False, double_j=False, start=0, sign=-1.0):
-    """P[i, j] = sin(i 10000^(-j/d)) (even j), cos(i 10000^(-(j-1)/d)) (odd j) float64, with mistakes."""
-    i = torch.arange(start, start + num_positions, dtype=torch.float64)[:, None]  # (L, 1)
-    j = torch.arange(d, dtype=torch.float64)
-    even = j.remainder(2) == 0
-    exponent = j if odd_j else torch.where(even, j, j - 1)
-    angle = i * 10000.0 ** (sign * exponent * (2 if double_j else 1) / d)  # (L, d)
-    sin, cos = angle.sin(), angle.cos()
-    return torch.where(even, cos, sin) if swap else torch.where(even, sin, cos)
-
-
-def halves(num_positions: int, d: int) -> torch.Tensor:
-    """The concatenated layout: the sines of all frequencies in the first half of the channels, then cos."""
-    i = torch.arange(num_positions, dtype=torch.float64)[:, None]
-    freq = 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
-    return torch.cat([(i * freq).sin(), (i * freq).cos()], dim=1)  # (L, d)
-
-
-def _pe_hints(L: int, d: int) -> list[tuple[torch.Tensor, str]]:
-    return [
-        (formula(L, d, swap=True), "sin and cos are swapped: even channels j use sin, odd channels use cos."),
-        (
-            formula(L, d, odd_j=True),
-            "odd channels use the exponent j/d: for odd j the formula uses (j - 1)/d, so "
-            "channels 2m and 2m + 1 share one frequency.",
-        ),
-        (
-            formula(L, d, double_j=True),
-            "the exponent is 2j/d: here j is already the channel index, so the exponent "
-            "is j/d for even j and (j - 1)/d for odd j (the paper's 2i counts pairs).",
-        ),
-        (
-            halves(L, d),
-            "the sines fill the first half of the channels and the cosines the second: interleave them "
-            "(even channels sin, odd channels cos).",
-        ),
-        (formula(L, d, start=1), "positions start at 1: the first position is i = 0."),
-        (
-            formula(L, d, sign=1.0),
-            "the exponent has the wrong sign: the frequencies are 10000^(-j/d), which decrease with j.",
-        ),
-    ]
 
 
 def _own_table(result, S: int, E: int) -> torch.Tensor:
@@ -166,7 +134,7 @@ def test_pe_values(student):
             what=f"PositionalEncoding({E}, max_len={L}).pe",
             atol=ATOL,
             rtol=0,
-            hints=_pe_hints(L, E),
+            hints=table_mistakes(L, E),
         )
     got = _describe_pe(student, 8).attrs.get("pe")
     assert_matches(got[0], table(5000, 8), what="PositionalEncoding(8).pe (max_len=5000)", atol=1e-3, rtol=0)
@@ -197,10 +165,7 @@ def test_pe_forward(student):
             what=f"forward on x of shape {(N, S, E)} (max_len={L}, eval mode)",
             atol=ATOL,
             rtol=0,
-            hints=[
-                (pe.expand(N, S, E), "forward returns the encoding only: return x + pe[:, :S]."),
-                (x, "forward returns x unchanged: add the encoding, x + pe[:, :S]."),
-            ],
+            hints=forward_mistakes(x, pe),
         )
 
 
@@ -228,7 +193,7 @@ def test_pe_dropout(student):
         if ((out - x) == 0).double().mean().item() > p / 2:
             raise AssertionError("dropout is applied to pe alone: apply self.dropout to the sum x + pe.")
         raise AssertionError(f"with dropout={p} in training mode nothing was dropped: return self.dropout(x + pe).")
-    check_dropout_statistics(out, clean, p, "forward in training mode", apply_to="the outputs")
+    checks.check_dropout_statistics(out, clean, p, "forward in training mode", apply_to="the outputs")
 
 
 @pytest.mark.part("pe")
@@ -236,18 +201,16 @@ def test_pe_dropout(student):
 def test_pe_too_long(student):
     """a sequence longer than max_len raises an error whose message mentions max_len"""
     x = seeded((1, 12, 8), 20)
-    try:
-        out = student_call(student, Call(PE, args=(8,), kwargs={"max_len": 10}, inputs=(x,))).output
-    except StudentError as exc:
-        message = str(exc)
-        assert "max_len" in message or "max len" in message.lower() or "maximum length" in message.lower(), (
-            f"a sequence of 12 positions with max_len=10 raised, but the message does not mention max_len: "
-            f"{message}\nCheck the length yourself: raise ValueError(f'... {{S}} positions ... max_len=...')."
-        )
-        return
-    raise AssertionError(
-        f"a sequence of 12 positions with max_len=10 returned {tuple(out.shape)} instead of "
-        "raising: raise a ValueError that names max_len when S > max_len."
+    error = checks.must_raise(
+        lambda: student_call(student, Call(PE, args=(8,), kwargs={"max_len": 10}, inputs=(x,))),
+        (),
+        what="a sequence of 12 positions with max_len=10",
+        otherwise="raise a ValueError that names max_len when S > max_len.",
+    )
+    message = str(error)
+    assert "max_len" in message or "max len" in message.lower() or "maximum length" in message.lower(), (
+        f"a sequence of 12 positions with max_len=10 raised, but the message does not mention max_len: "
+        f"{message}\nCheck the length yourself: raise ValueError(f'... {{S}} positions ... max_len=...')."
     )
 
 
@@ -271,47 +234,16 @@ def test_pe_moves_with_to(student):
 # ---------------------------------------------------------------- sinusoidal_2d
 
 
-def grid_from(one_d: torch.Tensor, height: int, width: int, *, swap=False, column_major=False) -> torch.Tensor:
-    """The 2D table (H*W, E) from a 1D table ``one_d`` (L, E/2): row-major, row half then column half."""
-    half = one_d.shape[1]
-    rows = one_d[:height, None, :].expand(height, width, half)  # (H, W, E/2)
-    cols = one_d[None, :width, :].expand(height, width, half)  # (H, W, E/2)
-    grid = torch.cat([cols, rows] if swap else [rows, cols], dim=-1)  # (H, W, E)
-    return (grid.transpose(0, 1) if column_major else grid).reshape(height * width, 2 * half)
-
-
-def grid_2d(height: int, width: int, E: int, *, swap=False, column_major=False, full_d=False) -> torch.Tensor:
-    """The 2D table (H*W, E) from the 1D formula, with mistakes switchable."""
-    one_d = formula(max(height, width), E if full_d else E // 2)[:, : E // 2]  # (L, E/2)
-    return grid_from(one_d, height, width, swap=swap, column_major=column_major)
-
-
 # sinusoidal_2d is graded on its own: when the student's function gives a wrong table with their own
 # PositionalEncoding, it is checked again with the grader's stand-in for that class (a table that is not the
 # sinusoid), so a mistake in the 1D encoding costs points in the pe part only. A function that builds its
 # own 1D table is checked against the reference directly.
-STAND_INS = {
-    PE: """
-import torch
-from torch import nn
-
-
-class PositionalEncoding(nn.Module):
-    def __init__(self, embed_dim, dropout=0.1, max_len=5000):
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        i = torch.arange(max_len, dtype=torch.float64)[:, None]
-        j = torch.arange(embed_dim, dtype=torch.float64)
-        self.register_buffer("pe", torch.sin(0.37 * i + 0.91 * j + 0.05 * i * j)[None].to(torch.get_default_dtype()))
-
-    def forward(self, x):
-        return self.dropout(x + self.pe[:, : x.shape[1]])
-"""
-}
+STAND_INS = StandIns("autograde.assignments.positional_encoding.stand_ins", (PE,), ref)
 
 
 def _stand_in_table(num_positions: int, d: int) -> torch.Tensor:
-    return in_float64(lambda: stand_ins(STAND_INS)[PE](d, 0.0, num_positions).pe[0].double())
+    """The stand-in's 1D table (num_positions, d) in float64."""
+    return in_float64(lambda: STAND_INS.objects[PE](d, 0.0, num_positions).pe[0].double())
 
 
 def _2d_check(H: int, W: int, E: int) -> Callable[[CallResult, bool], None]:
@@ -320,32 +252,12 @@ def _2d_check(H: int, W: int, E: int) -> Callable[[CallResult, bool], None]:
         assert isinstance(out, torch.Tensor) and out.is_floating_point(), f"{PE2D} returned {type(out).__name__}"
         if with_stand_ins:
             one_d = _stand_in_table(max(H, W), E // 2)
-            want = grid_from(one_d, H, W)
-            hints = [
-                (grid_from(one_d, H, W, swap=True), HALVES_SWAPPED),
-                (grid_from(one_d, H, W, column_major=True), COLUMN_MAJOR),
-                (grid_from(_stand_in_table(max(H, W), E)[:, : E // 2], H, W), FULL_D),
-            ]
+            want, mistakes = grid_from(one_d, H, W), grid_mistakes(H, W, E, _stand_in_table)
         else:
-            want = in_float64(ref.sinusoidal_2d, H, W, E)
-            hints = [
-                (grid_2d(H, W, E, swap=True), HALVES_SWAPPED),
-                (grid_2d(H, W, E, column_major=True), COLUMN_MAJOR),
-                (grid_2d(H, W, E, full_d=True), FULL_D),
-            ]
-        assert_matches(out, want, what=f"{PE2D}({H}, {W}, {E})", atol=ATOL, rtol=0, hints=hints)
+            want, mistakes = in_float64(ref.sinusoidal_2d, H, W, E), grid_mistakes(H, W, E, formula)
+        assert_matches(out, want, what=f"{PE2D}({H}, {W}, {E})", atol=ATOL, rtol=0, hints=mistakes)
 
     return check
-
-
-HALVES_SWAPPED = "the halves are swapped: the first E/2 channels encode the row, the last E/2 the column."
-COLUMN_MAJOR = (
-    "the positions are in column-major order: position r * width + c is row r, column c (row-major, like .flatten())."
-)
-FULL_D = (
-    "each half uses the 1D formula with d = E: it has only E/2 channels, so use d = E/2 (e.g. build the 1D table "
-    "with embed_dim // 2)."
-)
 
 
 @pytest.mark.part("pe2d")
@@ -361,7 +273,7 @@ def test_2d_shape(student):
                 f"{PE2D}({H}, {W}, {E}) has shape {tuple(out.shape)}; expected {(H * W, E)}"
             )
 
-        own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, check)
+        checks.own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, check)
 
 
 @pytest.mark.part("pe2d")
@@ -369,7 +281,7 @@ def test_2d_shape(student):
 def test_2d_values(student):
     """row-major positions; the first E/2 channels encode the row, the last E/2 the column (d = E/2 each)"""
     for H, W, E in [(4, 6, 16), (5, 3, 8), (7, 2, 12)]:
-        own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, _2d_check(H, W, E))
+        checks.own_or_stand_ins(student, Call(PE2D, build=False, inputs=(H, W, E)), STAND_INS, _2d_check(H, W, E))
 
 
 @pytest.mark.part("pe2d")
@@ -377,7 +289,7 @@ def test_2d_values(student):
 def test_2d_with_your_own_encoding(student):
     """diagnostic (no points): sinusoidal_2d with your own PositionalEncoding"""
     suspects = [(PE, lambda: test_pe_values(student))]
-    blame_earlier_part(student, Call(PE2D, build=False, inputs=(4, 6, 16)), _2d_check(4, 6, 16), suspects, PE2D)
+    checks.blame_earlier_part(student, Call(PE2D, build=False, inputs=(4, 6, 16)), _2d_check(4, 6, 16), suspects, PE2D)
 
 
 # ---------------------------------------------------------------- LearnedPositionalEmbedding
@@ -386,7 +298,7 @@ def test_2d_with_your_own_encoding(student):
 @pytest.mark.part("learned")
 @pytest.mark.points(1)
 def test_learned_parameter(student):
-    """LearnedPositionalEmbedding(P, E) has one parameter pos_embed of shape (1, P, E)"""
+    """LearnedPositionalEmbedding(L, E) has one parameter pos_embed of shape (1, L, E)"""
     info = student.describe(LEARNED, (10, 8))
     assert info.parameters == {"pos_embed": (1, 10, 8)}, (
         f"{LEARNED}(10, 8) has parameters {info.parameters}; expected only pos_embed of shape (1, 10, 8) "
@@ -433,3 +345,72 @@ def test_learned_forward(student):
         want = torch.zeros_like(pos)
         want[:, :S] = g.sum(0)
         assert_matches(result.param_grads.get("pos_embed"), want, what="the gradient of pos_embed", atol=1e-12, rtol=0)
+
+
+# ---------------------------------------------------------------- interpolate_pos_embed
+
+# (old grid (H, W), new grid (H', W'), E, class token): H, W, H', W', E and the numbers of tokens differ in each;
+# the grids grow and shrink, square and not.
+INTERP_CASES = [((3, 4), (5, 7), 6, True), ((4, 4), (6, 6), 10, False), ((6, 5), (4, 3), 8, True)]
+
+
+def _interpolated(student, old: tuple[int, int], new: tuple[int, int], E: int, class_token: bool, seed: int):
+    """The embeddings (1, [1 +] H*W, E) given and what the student's function returns for them."""
+    pos = seeded((1, int(class_token) + old[0] * old[1], E), seed)
+    call = Call(INTERP, build=False, inputs=(pos, old, new), input_kwargs={"class_token": class_token})
+    return pos, student_call(student, call).output
+
+
+def _what(old: tuple[int, int], new: tuple[int, int], E: int, class_token: bool) -> str:
+    return f"{INTERP} from a {old[0]} x {old[1]} to a {new[0]} x {new[1]} grid (E = {E}, class_token={class_token})"
+
+
+@pytest.mark.part("interpolate")
+@pytest.mark.points(1)
+def test_interpolate_shape_and_class_token(student):
+    """the result has shape (1, H'*W', E), or (1, 1 + H'*W', E) with the class token's embedding first, unchanged"""
+    for i, (old, new, E, class_token) in enumerate(INTERP_CASES):
+        pos, out = _interpolated(student, old, new, E, class_token, 60 + i)
+        P, tokens = int(class_token), new[0] * new[1]
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        if class_token and shape == (1, tokens, E):
+            raise AssertionError(
+                f"{_what(old, new, E, class_token)} has shape {shape}: the class token is missing. Keep its "
+                f"embedding in front of the resized grid: (1, 1 + {tokens}, {E})."
+            )
+        assert shape == (1, P + tokens, E), (
+            f"{_what(old, new, E, class_token)} has shape {shape}; expected {(1, P + tokens, E)}"
+        )
+        if class_token:
+            assert_matches(
+                out[:, :1],
+                pos[:, :1],
+                what=f"the class token's embedding after {_what(old, new, E, class_token)} (it has no place on the "
+                "grid, so it is kept as it is)",
+                atol=1e-12,
+                rtol=0,
+            )
+
+
+@pytest.mark.part("interpolate")
+@pytest.mark.points(2)
+def test_interpolate_values(student):
+    """the patches' embeddings are the H x W grid resized to H' x W' (bicubic, align_corners=False), row-major"""
+    for i, (old, new, E, class_token) in enumerate(INTERP_CASES):
+        pos, out = _interpolated(student, old, new, E, class_token, 70 + i)
+        tokens = new[0] * new[1]
+        want = ref.interpolate_pos_embed(pos, old, new, class_token)[:, -tokens:]
+        # the last H'*W' rows: a class token that is missing or changed costs the point of the test above only
+        got = out[:, -tokens:] if isinstance(out, torch.Tensor) and out.dim() == 3 else out
+        hints = [
+            Mistake(m.name, lambda m=m, tokens=tokens: m.value()[:, -tokens:], m.message)
+            for m in interpolation_mistakes(pos, old, new, class_token)
+        ]
+        assert_matches(
+            got,
+            want,
+            what=f"the patches' embeddings of {_what(old, new, E, class_token)}",
+            atol=1e-5,
+            rtol=0,
+            hints=hints,
+        )

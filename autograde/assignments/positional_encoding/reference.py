@@ -1,12 +1,15 @@
-"""Reference solution of notebook 3: sinusoidal (1D and 2D) and learned positional encodings.
+"""Reference solution of notebook 3: sinusoidal (1D and 2D) and learned positional encodings, and the
+interpolation of learned position embeddings to a new grid.
 
 P[i, j] = sin(i * 10000^(-j/d)) for even j and cos(i * 10000^(-(j-1)/d)) for odd j (position i, channel j, d
 channels). The tables are computed in float64 and stored in the default dtype.
+:data:`SOLUTION` holds what the solved notebook defines for the graders.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -73,3 +76,34 @@ class LearnedPositionalEmbedding(nn.Module):
         S = x.shape[1]
         _check_length(S, "num_positions", self.pos_embed.shape[1], "the embedding")
         return x + self.pos_embed[:, :S]
+
+
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], class_token: bool = False
+) -> torch.Tensor:
+    """Position embeddings of an H x W grid of patches resized to H' x W' (as DeiT and MAE do).
+
+    pos_embed (1, H*W, E), the patches row-major, or (1, 1 + H*W, E) with a class token first (kept as it is)
+    -> (1, H'*W', E) or (1, 1 + H'*W', E): the grid resized like an image, bicubic, align_corners=False.
+    """
+    (H, W), (H2, W2), P = old_grid, new_grid, int(class_token)
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1 or pos_embed.shape[1] != P + H * W:
+        raise ValueError(
+            f"pos_embed has shape {tuple(pos_embed.shape)}; expected (1, {P} + {H} * {W}, E) for a {H} x {W} grid"
+            + (" and a class token." if class_token else ".")
+        )
+    E = pos_embed.shape[-1]
+    prefix, grid = pos_embed[:, :P], pos_embed[:, P:]  # (1, 0 or 1, E), (1, H*W, E)
+    grid = grid.reshape(1, H, W, E).permute(0, 3, 1, 2)  # (1, E, H, W): the channels are the image's channels
+    grid = F.interpolate(grid, size=(H2, W2), mode="bicubic", align_corners=False)  # (1, E, H', W')
+    grid = grid.permute(0, 2, 3, 1).reshape(1, H2 * W2, E)  # (1, H'*W', E), row-major
+    return torch.cat([prefix, grid], dim=1)
+
+
+# The names the solved notebook defines for the graders.
+SOLUTION: dict[str, object] = {
+    "PositionalEncoding": PositionalEncoding,
+    "sinusoidal_2d": sinusoidal_2d,
+    "LearnedPositionalEmbedding": LearnedPositionalEmbedding,
+    "interpolate_pos_embed": interpolate_pos_embed,
+}

@@ -1,1 +1,1 @@
-"""Notebook self attention cnn: grader.py, reference.py, examples.py (see autograde.course)."""
+"""Notebook self attention cnn: grader, reference, examples, known mistakes, stand-ins (see autograde.course)."""

@@ -1,14 +1,14 @@
 """Example submissions of notebook 1 and the grader tests each one fails."""
 
-from autograde.examples import BLANK, Edit, Example, solution
+from autograde.example_notebooks import BLANK, Edit, Example, solution
 
-# A wrong Attention keeps only the checks that do not compare values: its layers, the output shape and
-# eval-mode determinism. The models are graded with the grader's stand-in for Attention, so they keep every
-# point; only their diagnostic (no points) says that their difference comes from Attention.
+# A wrong Attention keeps the checks that do not compare values: its layers, the output shape, the gradients
+# (checked against the student's own forward pass) and eval-mode determinism. The models are graded with the
+# grader's stand-in for Attention, so they keep every point; only their diagnostic (no points) says that their
+# difference comes from Attention.
 WRONG_ATTENTION = (
     "test_forward_square_maps",
     "test_forward_non_square_maps",
-    "test_gradients",
     "test_models_with_your_own_attention",
 )
 
@@ -51,7 +51,7 @@ EXAMPLES = [
     Example(
         "cuda_hardcoded",
         "the scale is a tensor moved to 'cuda' (fails on a CPU)",
-        ("test_output_shape", "test_eval_mode_is_deterministic_and_device_free", *WRONG_ATTENTION),
+        ("test_output_shape", "test_gradients", "test_eval_mode_is_deterministic_and_device_free", *WRONG_ATTENTION),
         edits=(Edit("attention", "/ math.sqrt(C)", "/ torch.sqrt(torch.Tensor([C])).to('cuda')"),),
     ),
     Example(
@@ -73,6 +73,12 @@ EXAMPLES = [
         nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1),""",
             ),
         ),
+    ),
+    Example(
+        "sagan_scaled",
+        "SAGANAttention divides its scores by sqrt(C'), as notebook 1's Attention does; SAGAN uses no scale",
+        ("test_sagan_forward_and_gradients",),
+        edits=(Edit("sagan", "F.softmax(q @ k, dim=-1)", "F.softmax(q @ k / math.sqrt(q.shape[-1]), dim=-1)"),),
     ),
     Example(
         "wrong_choice",

@@ -1,90 +1,70 @@
 """Hidden graders of notebook 1: self-attention in a CNN.
 
-Tolerances: forward outputs and gradients are compared in float64 with atol=1e-6, rtol=1e-5 (the student's
-module is converted with the reference weights, so only the order of floating-point operations differs).
+Tolerances: forward outputs are compared in float64 with atol=1e-6, rtol=1e-5 (the student's module is converted
+with the reference weights, so only the order of floating-point operations differs). Gradients are checked against
+the student's own forward pass (autograd against centred differences along random directions,
+:func:`autograde.checks.assert_gradients_follow_forward`): a gradient test proves that back-propagation works, so a
+forward-pass mistake costs the forward tests' points only. Every shape has distinct sizes, so a mix-up of two
+dimensions cannot pass. What does not depend on the student (weights, inputs, the reference's outputs) is computed
+once per grading process (:func:`autograde.checks.computed_once`).
 
-Weighting (points follow how much of the concept a test proves): ``attention`` 10 = the forward pass on square
-maps 3 and on non-square maps 2 (the attention itself: scale, softmax axis, residual, reshape back), gradients 2,
-and 1 each for the contract's layers, the output shape and eval-mode determinism (bookkeeping). ``models`` 6 = per
-model its layers 1 and its output 1, graded with the grader's stand-in for ``Attention`` so that a wrong block
-costs its points in ``attention`` only (the 0-point diagnostic names it). ``q1`` 1, ``sagan`` 2 (starts as the
-identity 1, forward and gradients 1).
+Weighting (the points are the ``@pytest.mark.points`` of each test): they follow how much of the concept a test
+proves. In ``attention`` the forward pass (the attention itself: scale, softmax axis, residual, reshape back)
+weighs most, then gradients; the contract's layers, the output shape and eval-mode determinism are bookkeeping.
+The ``models`` are graded with the grader's stand-in for ``Attention`` (``stand_ins.py``) so that a wrong block
+costs its points in ``attention`` only (the 0-point diagnostic names it). The known mistakes are in
+``mistakes.py``.
 """
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-import torch.nn.functional as F
 
+from autograde import checks
 from autograde.assignments.self_attention_cnn import reference as ref
-from autograde.checks import (
-    assert_gradients_match,
-    blame_earlier_part,
-    check_choice,
-    own_or_stand_ins,
-    reference_state,
-    seeded,
-    student_call,
-)
+from autograde.assignments.self_attention_cnn.mistakes import attention_mistakes, sagan_mistakes
+from autograde.checks import StandIns, computed_once, reference_state, seeded, student_call
 from autograde.compare import assert_matches
-from autograde.results import StudentError
-from autograde.student import Call, stand_ins, substituted
+from autograde.worker.protocol import Call
+from autograde.worker.results import StudentError
 
 ATOL, RTOL = 1e-6, 1e-5
-# (N, C, H, W): square and non-square maps, a batch of one, channel counts that are not powers of two.
-SHAPES = [(2, 8, 4, 4), (3, 5, 3, 6), (1, 6, 5, 5), (2, 3, 7, 2)]
-ANSWER_Q1 = 2  # Non-local means
+# (N, C, H, W): square and non-square maps, a batch of one, channel counts that are not powers of two. N, C, H, W
+# and H*W differ in each (H = W only where the map is square), so a mix-up of two of them cannot pass.
+SHAPES = [(2, 8, 4, 4), (3, 5, 2, 6), (1, 6, 5, 5), (2, 3, 7, 4)]
 
 
+# What does not depend on the student (weights, inputs, the reference's outputs) is computed once
+# per grading process (checks.computed_once), not once per submission.
+@computed_once
 def _weights(C: int, seed: int) -> dict[str, torch.Tensor]:
     return reference_state(ref.Attention(C).double(), seed)
 
 
-def _known_mistakes(x: torch.Tensor, w: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, str]]:
-    """What the usual wrong implementations return for input x and weights w."""
-    N, C, H, W = x.shape
-
-    def proj(name: str) -> torch.Tensor:
-        return F.conv2d(x, w[f"conv_{name}.weight"], w[f"conv_{name}.bias"])
-
-    q, k, v = proj("query").flatten(2), proj("key").flatten(2), proj("value").flatten(2)  # (N, C, HW)
-    scores = q.transpose(1, 2) @ k  # (N, HW, HW)
-    good = (F.softmax(scores / math.sqrt(C), -1) @ v.transpose(1, 2)).transpose(1, 2).reshape(N, C, H, W)
-    channels = (F.softmax(q @ k.transpose(1, 2) / math.sqrt(C), -1) @ v).reshape(N, C, H, W)
-    no_scale = (F.softmax(scores, -1) @ v.transpose(1, 2)).transpose(1, 2).reshape(N, C, H, W)
-    wrong_axis = (F.softmax(scores / math.sqrt(C), 1) @ v.transpose(1, 2)).transpose(1, 2).reshape(N, C, H, W)
-    scrambled = (F.softmax(scores / math.sqrt(C), -1) @ v.transpose(1, 2)).reshape(N, C, H, W)
-    return [
-        (
-            x + channels,
-            "your output matches attention over channels (a C x C matrix), not over positions "
-            "(an H*W x H*W matrix): reshape q and k to (N, H*W, C) before q @ k^T.",
-        ),
-        (x + no_scale, "the 1/sqrt(C) scale is missing: divide the scores q @ k^T by math.sqrt(C)."),
-        (
-            x + wrong_axis,
-            "the softmax runs over the wrong axis: normalise over the keys (dim=-1 of the "
-            "(N, H*W, H*W) scores), so each query's weights sum to 1.",
-        ),
-        (good, "the residual is missing: return x + attention output."),
-        (
-            x + scrambled,
-            "the (N, H*W, C) result is reshaped straight to (N, C, H, W): transpose it to "
-            "(N, C, H*W) first, or channels and positions get mixed.",
-        ),
-    ]
+def _reference_attention(C: int, seed: int) -> torch.nn.Module:
+    """The reference Attention(C) in float64 with the weights ``_weights(C, seed)``."""
+    model = ref.Attention(C).double()
+    model.load_state_dict(_weights(C, seed))
+    return model
 
 
-def _run(student, shape, seed, *, grad=False):
-    N, C, H, W = shape
-    x = seeded(shape, seed)
-    w = _weights(C, seed + 1)
+@computed_once
+def _expected_attention(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The reference output for the input ``seeded(shape, seed)`` and the weights ``_weights(C, seed + 1)``."""
+    with torch.no_grad():
+        return _reference_attention(shape[1], seed + 1)(seeded(shape, seed))
+
+
+def _attention_call(shape, seed, *, grad=False) -> Call:
+    x, w = seeded(shape, seed), _weights(shape[1], seed + 1)
     g = seeded(shape, seed + 2) if grad else None
-    call = Call("Attention", args=(C,), inputs=(x,), state_dict=w, dtype=torch.float64, grad_outputs=g)
-    return x, w, g, student_call(student, call)
+    return Call("Attention", args=(shape[1],), inputs=(x,), state_dict=w, dtype=torch.float64, grad_outputs=g)
+
+
+def _run(student, shape, seed):
+    call = _attention_call(shape, seed)
+    return call.inputs[0], call.state_dict, student_call(student, call)
 
 
 @pytest.mark.part("attention")
@@ -104,18 +84,14 @@ def test_layers_follow_the_contract(student):
 
 
 def _check_forward(student, shape, seed):
-    x, w, _, result = _run(student, shape, seed)
-    expected = ref.Attention(shape[1]).double()
-    expected.load_state_dict(w)
-    with torch.no_grad():
-        want = expected(x)
+    x, w, result = _run(student, shape, seed)
     assert_matches(
         result.output,
-        want,
+        _expected_attention(shape, seed),
         what=f"Attention forward on input {shape}",
         atol=ATOL,
         rtol=RTOL,
-        hints=_known_mistakes(x, w),
+        hints=attention_mistakes(x, w),
     )
 
 
@@ -149,14 +125,14 @@ def test_forward_non_square_maps(student):
 @pytest.mark.part("attention")
 @pytest.mark.points(2)
 def test_gradients(student):
-    """gradients with respect to the input and every weight match the reference"""
+    """gradients with respect to the input and every weight agree with your forward pass"""
     for i, shape in enumerate(SHAPES[:3]):
-        x, w, g, result = _run(student, shape, 30 + i, grad=True)
-        expected = ref.Attention(shape[1]).double()
-        expected.load_state_dict(w)
-        xr = x.clone().requires_grad_(True)
-        expected(xr).backward(g)
-        assert_gradients_match(result, [("the input", xr)], expected, on=str(shape), atol=ATOL, rtol=RTOL)
+        call = _attention_call(shape, 30 + i, grad=True)
+        result = student_call(student, call)
+        what = f"Attention({shape[1]}) on input {shape}"
+        checks.assert_gradients_follow_forward(
+            lambda c: student_call(student, c), call, result, ("the input",), seed=33 + i, what=what
+        )
 
 
 @pytest.mark.part("attention")
@@ -177,59 +153,42 @@ def test_eval_mode_is_deterministic_and_device_free(student):
 
 
 # The models are graded on their own: when the student's Attention is wrong, the models are checked again with
-# the grader's stand-in for it (a gated 1x1 convolution with the contract's three layers, not attention), so a
-# mistake in Attention costs points in the attention part only.
-STAND_INS = {
-    "Attention": """
-import torch
-from torch import nn
-
-
-class Attention(nn.Module):
-    def __init__(self, in_channels):
-        super().__init__()
-        self.conv_query = nn.Conv2d(in_channels, in_channels, kernel_size=1)
-        self.conv_key = nn.Conv2d(in_channels, in_channels, kernel_size=1)
-        self.conv_value = nn.Conv2d(in_channels, in_channels, kernel_size=1)
-
-    def forward(self, x):
-        return x + self.conv_value(x) * torch.sigmoid(self.conv_query(x) + self.conv_key(x))
-"""
-}
+# the grader's stand-in for it, so a mistake in Attention costs points in the attention part only.
+STAND_INS = StandIns("autograde.assignments.self_attention_cnn.stand_ins", ("Attention",), ref)
 MODELS = ["early_attention_cnn", "late_attention_cnn", "double_attention_cnn"]
 
 
 def _reference_model(name: str, with_stand_ins: bool) -> torch.nn.Module:
-    if not with_stand_ins:
-        return getattr(ref, name)().double()
-    with substituted(vars(ref), stand_ins(STAND_INS)):
+    with STAND_INS.in_reference(with_stand_ins):
         return getattr(ref, name)().double()
 
 
-def _check_architecture(info, name: str, expected: torch.nn.Module) -> None:
-    want_layers = [type(m).__name__ for m in expected]
-    got_layers = [t for _, t in info.children]
-    assert info.type_name == "Sequential", f"{name}() should return an nn.Sequential, got {info.type_name}"
-    assert got_layers == want_layers, f"{name}() has layers {got_layers}; expected {want_layers}"
-    ref_count = sum(p.numel() for p in expected.parameters())
-    assert info.num_parameters == ref_count, (
-        f"{name}() has {info.num_parameters:,} parameters; expected {ref_count:,} (check the channel counts)"
-    )
+# The models' Linear layer needs 32 x 32 maps; one image is enough to show how the layers are composed.
+MODEL_INPUT = (1, 3, 32, 32)
 
 
-def _model_call(name: str) -> tuple[Call, dict[str, torch.Tensor], torch.Tensor]:
-    w = reference_state(_reference_model(name, False), 50, scale=0.05)
-    x = seeded((2, 3, 32, 32), 51)
-    return Call(name, inputs=(x,), state_dict=w, dtype=torch.float64), w, x
+@computed_once
+def _model_weights(name: str) -> dict[str, torch.Tensor]:
+    return reference_state(_reference_model(name, False), 50, scale=0.05)
 
 
-def _output_check(name: str, w: dict, x: torch.Tensor):
+@computed_once
+def _expected_scores(name: str, with_stand_ins: bool) -> torch.Tensor:
+    """The reference model's scores (1, 10) for the image ``seeded(MODEL_INPUT, 51)`` with ``_model_weights``."""
+    model = _reference_model(name, with_stand_ins)
+    model.load_state_dict(_model_weights(name))
+    with torch.no_grad():
+        return model(seeded(MODEL_INPUT, 51))
+
+
+def _model_call(name: str) -> Call:
+    return Call(name, inputs=(seeded(MODEL_INPUT, 51),), state_dict=_model_weights(name), dtype=torch.float64)
+
+
+def _output_check(name: str):
     def check(result, with_stand_ins: bool) -> None:
-        expected = _reference_model(name, with_stand_ins)
-        expected.load_state_dict(w)
-        with torch.no_grad():
-            want = expected(x)
-        assert_matches(result.output, want, what=f"{name}() output for a batch of 2 images", atol=1e-5, rtol=1e-4)
+        want = _expected_scores(name, with_stand_ins)
+        assert_matches(result.output, want, what=f"{name}() output for one image", atol=1e-5, rtol=1e-4)
 
     return check
 
@@ -239,14 +198,12 @@ def _output_check(name: str, w: dict, x: torch.Tensor):
 @pytest.mark.parametrize("name", MODELS)
 def test_model_architecture(student, name):
     """the model has the specified layers in order and the reference parameter count"""
-    try:
-        _check_architecture(student.describe(name), name, _reference_model(name, False))
-    except (AssertionError, StudentError) as own:
-        try:
-            info = student.describe(name, substitutes=STAND_INS)
-        except StudentError:
-            raise own from None
-        _check_architecture(info, name, _reference_model(name, True))
+
+    def check(info, with_stand_ins: bool) -> None:
+        expected = _reference_model(name, with_stand_ins)
+        checks.check_layers(info, f"{name}()", expected, sizes="check the channel counts")
+
+    checks.describe_own_or_stand_ins(student, name, STAND_INS, check)
 
 
 @pytest.mark.part("models")
@@ -254,9 +211,8 @@ def test_model_architecture(student, name):
 @pytest.mark.parametrize("name", MODELS)
 def test_model_output(student, name):
     """with the reference weights the model's scores (N, 10) match the reference"""
-    call, w, x = _model_call(name)
     try:
-        own_or_stand_ins(student, call, STAND_INS, _output_check(name, w, x))
+        checks.own_or_stand_ins(student, _model_call(name), STAND_INS, _output_check(name))
     except StudentError as exc:
         raise StudentError(
             f"{exc}\nThe layer order or sizes differ from the specification.", exc.kind, exc.exc_type
@@ -269,33 +225,65 @@ def test_models_with_your_own_attention(student):
     """diagnostic (no points): the three models with your own Attention match the reference"""
     suspects = [("Attention", lambda: _check_forward(student, (2, 4, 3, 5), 52))]
     for name in MODELS:
-        call, w, x = _model_call(name)
-        blame_earlier_part(student, call, _output_check(name, w, x), suspects, f"{name}()")
+        checks.blame_earlier_part(student, _model_call(name), _output_check(name), suspects, f"{name}()")
 
 
 @pytest.mark.part("q1")
 @pytest.mark.points(1)
 def test_inline_question_1(student):
     """Inline Question 1: the multiple-choice answer"""
-    check_choice(student, "answer_q1", ANSWER_Q1, "")
+    checks.check_choice(student, "answer_q1", ref.ANSWER_Q1, "")
 
 
+# SAGANAttention(C, k) and an input (N, C, H, W): C' = C // k, N, C, C', H, W and the H*W/4 pooled positions all
+# differ, so a scale by sqrt(C') or a mix-up of two sizes cannot pass.
+SAGAN_IDENTITY = ((2, 12, 6, 10), 4)
+SAGAN_CASES = [((2, 12, 6, 10), 4), ((1, 14, 6, 8), 2)]
+
+
+@computed_once
 def _sagan_weights(C: int, k: int, seed: int) -> dict[str, torch.Tensor]:
     w = reference_state(ref.SAGANAttention(C, k).double(), seed)
     w["gamma"] = torch.tensor([0.7], dtype=torch.float64)
     return w
 
 
+@computed_once
+def _expected_sagan(shape: tuple[int, ...], k: int, seed: int) -> dict:
+    """The reference's output and input gradient for ``_sagan_call(shape, k, seed)``."""
+    expected = ref.SAGANAttention(shape[1], k).double()
+    expected.load_state_dict(_sagan_weights(shape[1], k, seed + 20))
+    x = seeded(shape, seed).requires_grad_(True)
+    out = expected(x)
+    out.backward(seeded(shape, seed + 10))
+    return {"output": out.detach(), "input_grad": x.grad}
+
+
+def _sagan_call(shape: tuple[int, ...], k: int, seed: int) -> Call:
+    C = shape[1]
+    return Call(
+        "SAGANAttention",
+        args=(C,),
+        kwargs={"k": k},
+        inputs=(seeded(shape, seed),),
+        state_dict=_sagan_weights(C, k, seed + 20),
+        dtype=torch.float64,
+        grad_outputs=seeded(shape, seed + 10),
+    )
+
+
 @pytest.mark.part("sagan")
 @pytest.mark.points(1)
 def test_sagan_starts_as_identity(student):
     """SAGANAttention has the specified layers, gamma starts at 0 and the fresh block is the identity"""
-    info = student.describe("SAGANAttention", (16,), {"k": 4})
-    want = {n: tuple(p.shape) for n, p in ref.SAGANAttention(16, 4).named_parameters()}
-    assert info.parameters == want, f"SAGANAttention(16, k=4) has parameters {info.parameters}; expected {want}"
-    x = seeded((2, 16, 4, 6), 60)
+    shape, k = SAGAN_IDENTITY
+    C = shape[1]
+    info = student.describe("SAGANAttention", (C,), {"k": k})
+    want = {n: tuple(p.shape) for n, p in ref.SAGANAttention(C, k).named_parameters()}
+    assert info.parameters == want, f"SAGANAttention({C}, k={k}) has parameters {info.parameters}; expected {want}"
+    x = seeded(shape, 60)
     out = student_call(
-        student, Call("SAGANAttention", args=(16,), kwargs={"k": 4}, inputs=(x,), dtype=torch.float64)
+        student, Call("SAGANAttention", args=(C,), kwargs={"k": k}, inputs=(x,), dtype=torch.float64)
     ).output
     assert_matches(out, x, what="a freshly built SAGANAttention (gamma = 0)", atol=1e-6, rtol=0)
 
@@ -304,25 +292,13 @@ def test_sagan_starts_as_identity(student):
 @pytest.mark.points(1)
 def test_sagan_forward_and_gradients(student):
     """with gamma != 0, forward and gradients match the reference"""
-    for i, (shape, k) in enumerate([((2, 16, 4, 6), 4), ((1, 24, 6, 6), 8)]):
-        C = shape[1]
-        x, g, w = seeded(shape, 70 + i), seeded(shape, 80 + i), _sagan_weights(C, k, 90 + i)
-        result = student_call(
-            student,
-            Call(
-                "SAGANAttention",
-                args=(C,),
-                kwargs={"k": k},
-                inputs=(x,),
-                state_dict=w,
-                dtype=torch.float64,
-                grad_outputs=g,
-            ),
+    for i, (shape, k) in enumerate(SAGAN_CASES):
+        call = _sagan_call(shape, k, 70 + i)
+        result = student_call(student, call)
+        want = _expected_sagan(shape, k, 70 + i)
+        what = f"SAGANAttention({shape[1]}, k={k}) forward on {shape}"
+        hints = sagan_mistakes(call.inputs[0], call.state_dict)
+        assert_matches(result.output, want["output"], what=what, atol=ATOL, rtol=RTOL, hints=hints)
+        assert_matches(
+            result.input_grads[0], want["input_grad"], what=f"the gradient of the input {shape}", atol=ATOL, rtol=RTOL
         )
-        expected = ref.SAGANAttention(C, k).double()
-        expected.load_state_dict(w)
-        xr = x.clone().requires_grad_(True)
-        want = expected(xr)
-        want.backward(g)
-        assert_matches(result.output, want.detach(), what=f"SAGANAttention forward on {shape}", atol=ATOL, rtol=RTOL)
-        assert_matches(result.input_grads[0], xr.grad, what=f"the gradient of the input {shape}", atol=ATOL, rtol=RTOL)

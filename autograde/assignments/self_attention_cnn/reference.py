@@ -1,6 +1,7 @@
 """Reference solution of notebook 1: a self-attention (non-local) block inside a small CNN.
 
 Attention(X) = X + softmax(X W_Q (X W_K)^T / sqrt(C)) X W_V, with X the (H*W, C) matrix of one feature map.
+:data:`SOLUTION` holds what the solved notebook defines for the graders, the multiple-choice answer included.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_utils.training import Flatten
+from course_utils.layers import Flatten
 
 CHANNEL_1 = 64
 CHANNEL_2 = 32
@@ -100,3 +101,16 @@ class SAGANAttention(nn.Module):
         weights = F.softmax(q @ k, dim=-1)  # (N, H*W, H*W/4)
         out = (weights @ v).transpose(1, 2).reshape(N, -1, H, W)  # (N, C/k, H, W)
         return x + self.gamma * self.conv_out(out)
+
+
+ANSWER_Q1 = 2  # Inline Question 1: the block is the non-local means operation
+
+# The names the solved notebook defines for the graders.
+SOLUTION: dict[str, object] = {
+    "Attention": Attention,
+    "early_attention_cnn": early_attention_cnn,
+    "late_attention_cnn": late_attention_cnn,
+    "double_attention_cnn": double_attention_cnn,
+    "SAGANAttention": SAGANAttention,
+    "answer_q1": ANSWER_Q1,
+}

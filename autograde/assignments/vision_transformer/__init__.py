@@ -1,1 +1,1 @@
-"""Notebook vision transformer: grader.py, reference.py, examples.py (see autograde.course)."""
+"""Notebook vision transformer: grader, reference, examples, known mistakes, stand-ins (see autograde.course)."""

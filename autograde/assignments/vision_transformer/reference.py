@@ -3,6 +3,7 @@
 The image is cut into p x p patches, each flattened in (C, p, p) order and projected to E channels; the
 sinusoidal encoding of notebook 3 is added; pre-norm encoder layers built on notebook 2's multi-head
 attention follow; a final LayerNorm, then the mean over the tokens (or a learned class token) feeds the head.
+:data:`SOLUTION` holds what the solved notebook defines for the graders, the multiple-choice answer included.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class PatchEmbedding(nn.Module):
         _check_divisible(H, W, p)
         x = x.reshape(N, C, H // p, p, W // p, p)  # (N, C, H/p, p, W/p, p)
         x = x.permute(0, 2, 4, 1, 3, 5)  # (N, H/p, W/p, C, p, p)
-        x = x.reshape(N, (H // p) * (W // p), C * p * p)  # (N, L, C*p*p)
-        return self.proj(x)  # (N, L, E)
+        x = x.reshape(N, (H // p) * (W // p), C * p * p)  # (N, M, C*p*p)
+        return self.proj(x)  # (N, M, E)
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -146,7 +147,7 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)  # (N, L, E)
+        x = self.patch_embed(x)  # (N, M, E)
         if self.pool == "cls":
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (N, 1+L, E)
         x = self.positional_encoding(x)
@@ -160,7 +161,7 @@ class VisionTransformer(nn.Module):
 def attention_rollout(weights: Sequence[torch.Tensor]) -> torch.Tensor:
     """Attention rollout (Abnar & Zuidema, 2020) over layers, first to last.
 
-    weights: one (N, H, T, T) tensor per layer. Each layer's heads are averaged, the residual connection is
+    weights: one (N, h, T, T) tensor per layer. Each layer's heads are averaged, the residual connection is
     accounted for as 0.5 * (A + I) (rows still sum to 1), and the layers are multiplied:
     R = A_L ... A_2 A_1 -> (N, T, T), where R[n, i, j] is how much token j of the input flows into token i.
     """
@@ -173,3 +174,18 @@ def attention_rollout(weights: Sequence[torch.Tensor]) -> torch.Tensor:
         mixed = 0.5 * (w.mean(dim=1) + eye)  # (N, T, T)
         rollout = mixed @ rollout  # (N, T, T)
     return rollout
+
+
+ANSWER_Q_COST = 3  # Inline Question: halving the patch size gives 4x the tokens, so 16x the attention scores
+
+# The names the solved notebook defines for the graders (it pastes MultiHeadAttention and PositionalEncoding from
+# notebooks 2 and 3).
+SOLUTION: dict[str, object] = {
+    "MultiHeadAttention": MultiHeadAttention,
+    "PositionalEncoding": PositionalEncoding,
+    "PatchEmbedding": PatchEmbedding,
+    "TransformerEncoderLayer": TransformerEncoderLayer,
+    "VisionTransformer": VisionTransformer,
+    "attention_rollout": attention_rollout,
+    "answer_q_cost": ANSWER_Q_COST,
+}

@@ -18,9 +18,12 @@ import os
 import sys
 import traceback
 
-from ... import results
-from ... import student as protocol
-from . import confine, framing
+import torch
+
+from . import codec, protections
+from .in_process import InProcessStudent, student_frames, time_limit
+from .protocol import Call, Describe, fields_of
+from .results import Kind, StudentError
 
 SETUP_FAILED, SERVE_FAILED = 70, 71  # exit codes; only a death before "ready" counts as the sandbox's
 
@@ -54,29 +57,30 @@ class _NoIPython:
         return refuse
 
 
-def warm_up(torch):
+def warm_up():
     """Run each kind of request once, so that torch's lazy initialisation is paid in the zygote, not per child."""
     namespace = {
         "torch": torch,
         "Conv": lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.Flatten(), torch.nn.Linear(8, 2)),
     }
-    student = protocol.InProcessStudent(namespace)
+    student = InProcessStudent(namespace)
     x = torch.randn(1, 2, 2, 2, dtype=torch.float64)
     student.describe("Conv")
-    call = protocol.Call(
+    call = Call(
         "Conv",
         inputs=(x,),
         dtype=torch.float64,
         grad_outputs=torch.ones(1, 2),
-        forbidden=tuple(protocol.FORBIDDEN_CALLS),
+        watch={"softmax": frozenset({"softmax"})},
+        measure_created=True,  # torch's dispatch-mode machinery costs about a second the first time
     )
     result = student.call(call)
     torch.softmax(torch.randn(2, 3) @ torch.randn(3, 2), -1)
-    message = framing.frame(torch, {"r": _fields(result)["outputs"], "n": 1})
-    torch.load(io.BytesIO(message[framing.DATA_HEADER.size :]), weights_only=True)
+    message = codec.frame({"r": fields_of(result)["outputs"], "n": 1})
+    codec.decode_reply(message[codec.DATA_HEADER.size :])
 
 
-def run_child(data_fd, request, torch, plan):
+def run_child(data_fd, request, plan):
     """Confine this process (before any student code), say ready, then serve until the grader hangs up.
 
     Returns the exit code: 0, SETUP_FAILED (the reason was sent) or SERVE_FAILED.
@@ -90,26 +94,26 @@ def run_child(data_fd, request, torch, plan):
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.close(devnull)
-        applied = confine.confine(plan, keep_fds=(data_fd,))
+        applied = protections.confine(plan, keep_fds=(data_fd,))
         os.environ["HOME"] = os.environ["TMPDIR"] = plan.scratch
         sys.path.insert(0, plan.scratch)  # modules the notebook wrote with %%writefile
         os.environ["MPLCONFIGDIR"] = os.path.join(plan.scratch, ".matplotlib")
         sys.stdout = sys.stderr = _Discard()
     except BaseException:
         try:
-            framing.send_data(sock, torch, {"op": "setup-failed", "error": traceback.format_exc()[-4000:]})
+            codec.send_data(sock, {"op": "setup-failed", "error": traceback.format_exc()[-4000:]})
         except OSError:
             pass
         return SETUP_FAILED
     try:
-        framing.send_data(sock, torch, {"op": "ready", "protections": applied})
-        serve(sock, request, torch)
+        codec.send_data(sock, {"op": "ready", "protections": applied})
+        serve(sock, request)
     except BaseException:  # e.g. a result that cannot be sent because the submission broke torch.save
         return SERVE_FAILED
     return 0
 
 
-def _wire(value, torch, depth=0):
+def _wire(value, depth=0):
     """Plain data only: tensors (dense, CPU, contiguous, exact type), numbers, strings, lists, tuples, dicts."""
     if depth > 20:
         return "<nested too deeply>"
@@ -128,99 +132,94 @@ def _wire(value, torch, depth=0):
     if isinstance(value, torch.dtype):
         return str(value)
     if isinstance(value, (list, tuple)):
-        items = [_wire(v, torch, depth + 1) for v in value]
+        items = [_wire(v, depth + 1) for v in value]
         return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, dict):
-        return {str(k): _wire(v, torch, depth + 1) for k, v in value.items()}
+        return {str(k): _wire(v, depth + 1) for k, v in value.items()}
     return repr(value)[:2000]
 
 
-def _fields(obj):
-    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
-
-
-def run_chunk(chunk, namespace, time_limit):
+def run_chunk(chunk, namespace, seconds):
     """Run the chosen statements of one cell; None, or the student-facing reason it stopped."""
     source, filename = chunk["source"], chunk["filename"]
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     try:
         tree = ast.parse(source, filename)
         body = [tree.body[i] for i in chunk["statements"]]
-        code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec")
-        with protocol.time_limit(time_limit):
+        code = compile(ast.Module(body=body, type_ignores=[]), filename, "exec", flags=chunk.get("flags", 0))
+        with time_limit(seconds):
             exec(code, namespace)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the cell fails, the worker goes on
-        return f"{chunk['label']} raised {protocol.student_frames(exc)}"
+        return f"{chunk['label']} raised {student_frames(exc)}"
     return None
 
 
-def _dispatch(message, student, torch):
+def _dispatch(message, student):
     op = message["op"]
     if op == "has":
         return student.has(message["name"])
     if op == "value":
         return student.value(message["name"])
     if op == "describe":
-        info = student.describe(
+        request = Describe(
             message["target"],
             tuple(message["args"]),
             dict(message["kwargs"]),
             tuple(message["attrs"]),
             dict(message.get("substitutes") or {}),
         )
-        return _fields(info)
+        return fields_of(student.describe_module(request))
     if op == "call":
         fields = dict(message["call"])
         fields["dtype"] = getattr(torch, fields["dtype"]) if fields["dtype"] else None
-        for name in ("args", "inputs", "attrs", "forbidden"):
+        for name in ("args", "inputs", "attrs"):
             fields[name] = tuple(fields[name])
-        return _fields(student.call(protocol.Call(**fields)))
+        return fields_of(student.call(Call(**fields)))
     raise ValueError(f"unknown request {op!r}")
 
 
-def serve(sock, request, torch):
+def serve(sock, request):
     namespace = {
         "__name__": "__main__",
         "__builtins__": builtins,
         "get_ipython": _NoIPython,
         "display": lambda *args, **kwargs: None,
     }
-    student = protocol.InProcessStudent(namespace, time_limit=request["time_limit"])
+    student = InProcessStudent(namespace, time_limit=request["time_limit"])
     while True:
         try:
-            message = framing.recv_request(sock, torch)
+            message = codec.recv_request(sock)
         except EOFError:
             return
         except Exception as exc:  # the request itself is at fault: a grader bug, not the student's
             error = f"the worker could not read the grader's request ({type(exc).__name__}: {exc})"
-            framing.send_data(sock, torch, {"ok": False, "error": error, "kind": "grader error"})
+            codec.send_data(sock, {"ok": False, "error": error, "kind": Kind.GRADER_ERROR.value})
             continue
         if message["op"] == "load":
             for index, chunk in enumerate(message["chunks"]):
                 error = run_chunk(chunk, namespace, request["time_limit"])
-                framing.send_data(sock, torch, {"op": "chunk", "index": index, "error": error})
-            framing.send_data(sock, torch, {"op": "loaded"})
+                codec.send_data(sock, {"op": "chunk", "index": index, "error": error})
+            codec.send_data(sock, {"op": "loaded"})
             continue
         try:
-            reply = {"ok": True, "value": _wire(_dispatch(message, student, torch), torch)}
-        except results.StudentError as exc:
+            reply = {"ok": True, "value": _wire(_dispatch(message, student))}
+        except StudentError as exc:
             reply = {"ok": False, "error": str(exc), "kind": exc.kind.value, "exc_type": exc.exc_type}
         except BaseException as exc:  # the student's code raised something the protocol lets through
             reply = {
                 "ok": False,
-                "error": f"your code raised {protocol.student_frames(exc)}",
-                "kind": results.Kind.STUDENT_ERROR.value,
+                "error": f"your code raised {student_frames(exc)}",
+                "kind": Kind.STUDENT_ERROR.value,
                 "exc_type": type(exc).__name__,
             }
         try:
-            framing.send_data(sock, torch, reply)
+            codec.send_data(sock, reply)
         except Exception as exc:  # e.g. a result torch.save cannot write
-            framing.send_data(
+            codec.send_data(
                 sock,
-                torch,
                 {
                     "ok": False,
                     "error": f"the result could not be sent back ({exc})",
-                    "kind": results.Kind.UNUSABLE_RESULT.value,
+                    "kind": Kind.UNUSABLE_RESULT.value,
                 },
             )

@@ -13,44 +13,53 @@ the name is a variable of the notebook (not a module), and a ``%%writefile name.
 imports ``name``; then the names those statements use, and so on. The
 search is linear in the size of the notebook. Training calls, plots and prints bind nothing the definitions
 use, so they are not run. The kept statements of each cell run in notebook order, as one chunk per cell: a
-statement that raises stops the rest of its cell, as in a notebook.
+statement that raises stops the rest of its cell, as in a notebook. A ``from __future__`` import applies to its cell
+and every later one, as in IPython; statements inside ``if``, ``for``, ``with`` and ``try`` blocks that change a
+needed variable are kept with their block. What the worker will run is read once more for code that could switch
+off the detection of forbidden calls (:mod:`autograde.evasion`).
 
 Everything here only parses (``json``, ``ast``, ``symtable``, IPython's transformer): the trusted process never
 runs student code.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
-import json
+import re
 import symtable
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nbformat
 
-from autograde import notebooks
-from autograde.settings import DEFAULTS, Settings
+from autograde import evasion, nbgrader_cells
+from autograde.worker.results import Review
 
 # Cell magics whose body is ordinary Python the kernel runs; line magics likewise.
 TRANSPARENT_CELL_MAGICS = ("%%time", "%%timeit", "%%capture")
 TRANSPARENT_LINE_MAGICS = ("time", "timeit")
 MAX_STATEMENTS = 20_000
+# IPython rewrites a cell once per magic, shell escape or help line, re-reading the whole cell each time: a cell
+# with more of them than this is not read (no honest cell comes close; IPython itself gives up at 500).
+MAX_IPYTHON_LINES = 100
+_IPYTHON_LINE = re.compile(r"^\s*(%|!|\S.*[?]\s*$|\S.*=\s*[!%])", re.MULTILINE)
 
 
-class NotebookError(ValueError):
-    """The file is not a notebook the grader can read; the message tells the student what to fix."""
+class CellNotRead(ValueError):
+    """A cell the grader does not read (too many IPython commands, or IPython could not transform it)."""
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """The statements of one cell to run: ``ast.parse(source).body[i] for i in statements``."""
+    """The statements of one cell to run: ``ast.parse(source).body[i] for i in statements``, compiled with the
+    ``flags`` of the ``__future__`` imports of this and earlier cells (as IPython keeps them from cell to cell)."""
 
     label: str
     filename: str
     source: str
     statements: tuple[int, ...]
+    flags: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +67,7 @@ class Chunk:
             "filename": self.filename,
             "source": self.source,
             "statements": list(self.statements),
+            "flags": self.flags,
         }
 
 
@@ -79,44 +89,7 @@ class GradedSource:
     chunks: list[Chunk]
     problems: list[str] = field(default_factory=list)
     defined: set[str] = field(default_factory=set)  # the module-level names the chunks bind
-
-
-# ------------------------------------------------------------------------------------------------ reading
-def read_notebook(path: Path, settings: Settings = DEFAULTS) -> nbformat.NotebookNode:
-    """The notebook at ``path`` (nbformat 4), or :class:`NotebookError` saying why it cannot be read."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise NotebookError(f"the file could not be opened ({exc.strerror})") from None
-    limit = settings.notebook_mb * 2**20
-    if size > limit:
-        raise NotebookError(
-            f"the file is {size / 2**20:.0f} MiB; a notebook over {settings.notebook_mb} MiB cannot be graded: "
-            "clear its outputs (Edit > Clear All Outputs) and resubmit"
-        )
-    try:
-        text = path.read_bytes().decode("utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise NotebookError(
-            f"the file is not valid notebook JSON ({type(exc).__name__}: {str(exc)[:200]}); "
-            "download it again from Jupyter or Colab with File > Download > .ipynb"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("cells", data.get("worksheets")), list):
-        raise NotebookError(
-            "the file is JSON but not a Jupyter notebook (it has no list of cells); submit the .ipynb file of "
-            "the assignment"
-        )
-    try:
-        nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises several types for malformed notebooks
-        raise NotebookError(f"the notebook could not be read ({type(exc).__name__}: {str(exc)[:200]})") from None
-    code = sum(len(notebooks.source(c)) for c in nb.cells if c.get("cell_type") == "code")
-    if code > settings.code_kb * 1024:
-        raise NotebookError(
-            f"the notebook holds {code / 1024:.0f} KiB of code; the grader reads at most {settings.code_kb} KiB"
-        )
-    return nb
+    review: list[Review] = field(default_factory=list)  # lines of the chunks an instructor should look at
 
 
 # ---------------------------------------------------------------------------------------- IPython syntax
@@ -133,11 +106,23 @@ def _transformer():
 
 
 def python_source(source: str) -> str:
-    """The cell as the kernel would run it, in plain Python (magics become ``get_ipython()`` calls)."""
+    """The cell as the kernel would run it, in plain Python (magics become ``get_ipython()`` calls).
+
+    CellNotRead when it holds more than :data:`MAX_IPYTHON_LINES` IPython lines or IPython cannot transform it.
+    """
     lines = source.splitlines()
     if lines and lines[0].split() and lines[0].split()[0] in TRANSPARENT_CELL_MAGICS:
         source = "\n".join(["", *lines[1:]])  # the body runs as code; keep the line numbers
-    return _transformer().transform_cell(source)
+    if not lines or not lines[0].startswith("%%"):  # a cell magic's body is one argument, whatever it holds
+        count = sum(1 for _ in zip(range(MAX_IPYTHON_LINES + 1), _IPYTHON_LINE.finditer(source), strict=False))
+        if count > MAX_IPYTHON_LINES:
+            raise CellNotRead(f"it holds more than {MAX_IPYTHON_LINES} IPython commands (%, !, ?)")
+    try:
+        return _transformer().transform_cell(source)
+    except SyntaxError:
+        raise
+    except Exception as exc:  # IPython gives up on some input (RuntimeError after 500 rewrites, ...)
+        raise CellNotRead(f"IPython could not read it ({type(exc).__name__})") from None
 
 
 def magic_arguments(node: ast.stmt, method: str) -> list[str] | None:
@@ -207,8 +192,29 @@ def _root(node: ast.AST) -> str | None:
     return node.id if isinstance(node, ast.Name) else None
 
 
+_COMPOUND = (
+    ast.If,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.With,
+    ast.AsyncWith,
+    ast.Try,
+    getattr(ast, "TryStar", ast.Try),
+    ast.Match,
+)
+
+
 def _changed_names(node: ast.stmt) -> set[str]:
-    """Names whose attributes or items this top-level statement sets or deletes, or whose methods it calls."""
+    """Names whose attributes or items this top-level statement sets or deletes, or whose methods it calls; for a
+    compound statement (``if``, ``for``, ``with``, ``try``...), those of the statements in its blocks."""
+    if isinstance(node, _COMPOUND):
+        return {
+            name
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.stmt) or isinstance(child, (ast.excepthandler, ast.match_case))
+            for name in _changed_in(child)
+        }
     targets: list[ast.AST] = []
     if isinstance(node, ast.Assign):
         targets = list(node.targets)
@@ -234,6 +240,24 @@ def _changed_names(node: ast.stmt) -> set[str]:
             if root:
                 names.add(root)
     return names
+
+
+def _changed_in(node: ast.AST) -> set[str]:
+    """:func:`_changed_names` of a statement in a block, or of the statements of an ``except`` or ``case`` block."""
+    if isinstance(node, (ast.excepthandler, ast.match_case)):
+        return {name for child in node.body for name in _changed_names(child)}
+    return _changed_names(node)
+
+
+def _future_flags(node: ast.stmt) -> int:
+    """The compiler flags of a ``from __future__ import ...`` statement (0 for any other)."""
+    if not (isinstance(node, ast.ImportFrom) and node.module == "__future__"):
+        return 0
+    flags = 0
+    for alias in node.names:
+        feature = getattr(__future__, alias.name, None)
+        flags |= getattr(feature, "compiler_flag", 0)
+    return flags
 
 
 def _written_module(node: ast.stmt) -> str | None:
@@ -313,14 +337,15 @@ def graded_source(
     """
     problems: list[str] = []
     statements: list[_Statement] = []
-    sources: dict[int, tuple[str, str]] = {}
+    sources: dict[int, tuple[str, str, int]] = {}
+    flags = 0
     roots = set(expected)
     for number, cell in enumerate(nb.cells, start=1):
-        if cell.get("cell_type") != "code" or notebooks.is_hidden_test(cell):
+        if cell.get("cell_type") != "code" or nbgrader_cells.is_hidden_test(cell):
             continue
-        grade_id = notebooks.grade_id(cell)
-        source = notebooks.source(cell)
-        if notebooks.is_locked(cell) and locked_sources and grade_id in locked_sources:
+        grade_id = nbgrader_cells.grade_id(cell)
+        source = nbgrader_cells.source(cell)
+        if nbgrader_cells.is_locked(cell) and locked_sources and grade_id in locked_sources:
             source = locked_sources[grade_id]
         label = f"cell {number}" + (f" ({grade_id})" if grade_id else "")
         try:
@@ -331,6 +356,9 @@ def graded_source(
                 "fix it and run the cell to check."
             )
             continue
+        except CellNotRead as exc:
+            problems.append(f"{label} was not read: {exc}; nothing in it was run.")
+            continue
         except (RecursionError, MemoryError, ValueError) as exc:
             problems.append(f"{label} could not be read ({type(exc).__name__}); nothing in it was run.")
             continue
@@ -339,19 +367,32 @@ def graded_source(
                 f"{label} was not read: with it the notebook would have more than {MAX_STATEMENTS:,} statements."
             )
             continue
-        sources[number] = (label, python)
+        for node in tree.body:
+            flags |= _future_flags(node)
+        sources[number] = (label, python, flags)
         for index, node in enumerate(tree.body):
+            if _future_flags(node):  # not run as a statement: its flags compile this cell and the later ones
+                continue
             statements.append(_analyse(number, index, node))
-            if notebooks.is_answer(cell) and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if nbgrader_cells.is_answer(cell) and isinstance(
+                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+            ):
                 roots.add(node.name)
     chosen = _closure(statements, roots)
     chunks = []
-    for number, (label, python) in sources.items():
+    for number, (label, python, cell_flags) in sources.items():
         picked = tuple(s.index for s in statements if s.cell == number and (s.cell, s.index) in chosen)
         if picked:
-            chunks.append(Chunk(label, _filename(number), python, picked))
+            chunks.append(Chunk(label, _filename(number), python, picked, cell_flags))
     defined = {n for s in statements if (s.cell, s.index) in chosen for n in s.binds}
-    return GradedSource(chunks, problems, defined)
+    return GradedSource(chunks, problems, defined, evasion.scan(_selected(chunks)))
+
+
+def _selected(chunks: list[Chunk]) -> Iterable[tuple[str, str, ast.Module]]:
+    """(label, source, syntax tree of the selected statements) of each chunk: the code the worker will run."""
+    for chunk in chunks:
+        body = ast.parse(chunk.source, chunk.filename).body
+        yield chunk.label, chunk.source, ast.Module(body=[body[i] for i in chunk.statements], type_ignores=[])
 
 
 def defined_names(nb: nbformat.NotebookNode) -> set[str]:
@@ -361,8 +402,8 @@ def defined_names(nb: nbformat.NotebookNode) -> set[str]:
         if cell.get("cell_type") != "code":
             continue
         try:
-            _, tree = parse_cell(notebooks.source(cell), _filename(number))
-        except (SyntaxError, RecursionError, MemoryError, ValueError):
+            _, tree = parse_cell(nbgrader_cells.source(cell), _filename(number))
+        except (SyntaxError, RecursionError, MemoryError, ValueError):  # CellNotRead is a ValueError
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -370,34 +411,3 @@ def defined_names(nb: nbformat.NotebookNode) -> set[str]:
             elif isinstance(node, ast.Assign):
                 names.update(t.id for t in node.targets if isinstance(t, ast.Name))
     return names
-
-
-def detect_assignment(
-    nb: nbformat.NotebookNode,
-    parts: Mapping[str, Iterable[str]],
-    names: Mapping[str, Iterable[str]] | None = None,
-    filename: str = "",
-) -> str | None:
-    """The assignment the notebook is: by its graded cells (answer cells ``<part>``, hidden cells
-    ``<part>_tests``), else by an assignment id in ``filename``, else (a download whose nbgrader metadata was
-    stripped) by the names the graders ask for that the notebook defines. None when nothing tells.
-
-    parts: assignment -> its part names; names: assignment -> the names its graders ask the submission for.
-    """
-    ids = {notebooks.grade_id(c) for c in nb.cells if notebooks.grade_id(c)}
-    best, best_count = None, 0
-    for assignment, part_names in parts.items():
-        count = len(ids & ({*part_names} | {f"{p}{notebooks.TESTS_SUFFIX}" for p in part_names}))
-        if count > best_count:
-            best, best_count = assignment, count
-    if best is not None:
-        return best
-    matches = [a for a in parts if a in filename]
-    if len(matches) == 1:
-        return matches[0]
-    if names:
-        defined = defined_names(nb)
-        scores = sorted(((len(defined & set(n)) / max(len(set(n)), 1), a) for a, n in names.items()), reverse=True)
-        if scores and scores[0][0] >= 0.5 and (len(scores) == 1 or scores[0][0] > scores[1][0]):
-            return scores[0][1]
-    return None

@@ -55,15 +55,26 @@ class GradingFailure(AssertionError):
         self.kind = Kind(kind)
 
 
+class KnownMistake(AssertionError):
+    """A wrong result that matches a known mistake; ``mistake`` is its name (``"no_scale"``), for class reports."""
+
+    def __init__(self, message: str, mistake: str):
+        super().__init__(message)
+        self.kind = Kind.WRONG_RESULT
+        self.mistake = mistake
+
+
 @dataclass(frozen=True)
 class TestSpec:
-    """One grader test: its pytest id, its part, what it checks (its docstring's first line), its points."""
+    """One grader test: its pytest id, its part, what it checks (its docstring's first line), its points, and
+    the resources the grading run must prepare for it (``@pytest.mark.needs("evaluation_set")``)."""
 
     __test__ = False  # not a pytest test class
     name: str
     part: str
     description: str
     points: float
+    needs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,6 +86,7 @@ class TestOutcome:
     earned: float = 0.0
     message: str = ""
     kind: Kind | None = None
+    mistake: str | None = None  # the name of the known mistake the failure matched, if any
 
     @property
     def part(self) -> str:
@@ -151,6 +163,28 @@ class Incident:
     message: str
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """A number a grader measured, for the instructor's class report (a checkpoint's accuracy).
+
+    tiers: the thresholds that earn points, in the measurement's unit.
+    """
+
+    part: str
+    name: str
+    value: float
+    unit: str = ""
+    tiers: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Review:
+    """A line of a submission that an instructor should look at (code that could evade a detector), and why."""
+
+    line: str
+    reason: str
+
+
 @dataclass
 class SubmissionResult(_Totals):
     """Everything the outputs need about one graded submission (plain data: it crosses process boundaries).
@@ -168,6 +202,38 @@ class SubmissionResult(_Totals):
     incidents: list[Incident] = field(default_factory=list)
     error: str = ""
     seconds: float = 0.0
+    measurements: list[Measurement] = field(default_factory=list)
+    review: list[Review] = field(default_factory=list)
+
+
+MAX_MESSAGE = 4_000  # characters of one message that a submission's outputs keep
+MAX_ITEMS = 50  # problems, incidents and marks for review that a submission's outputs keep
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}\n[... {len(text) - MAX_MESSAGE:,} more characters were cut]"
+
+
+def _first(items: list, what: str, make) -> list:
+    if len(items) <= MAX_ITEMS:
+        return items
+    return [*items[:MAX_ITEMS], make(f"... and {len(items) - MAX_ITEMS:,} more {what} were cut")]
+
+
+def bounded(result: SubmissionResult) -> SubmissionResult:
+    """``result`` with every message cut to :data:`MAX_MESSAGE` characters and every list to :data:`MAX_ITEMS`
+    entries, each saying what was cut: what a submission stores and shows is bounded whatever its code prints."""
+    for o in result.outcomes:
+        o.message = _cut(o.message)
+    result.problems = _first([_cut(p) for p in result.problems], "problems", str)
+    result.incidents = _first(
+        [Incident(i.kind, _cut(i.message)) for i in result.incidents], "incidents", lambda m: Incident("cut", m)
+    )
+    result.review = _first(result.review, "marks for review", lambda m: Review("", m))
+    result.error = _cut(result.error)
+    return result
 
 
 def failed_everywhere(specs: list[TestSpec], message: str, kind: Kind) -> list[TestOutcome]:

@@ -1,23 +1,21 @@
-"""What crosses the pipe between the trusted grader and a sandboxed worker: plain data, checked on arrival.
+"""A sandboxed worker's replies, checked on the trusted side before a grader test sees them.
 
-Messages are ``torch.save`` bytes of dicts of tensors and primitives, framed by an 8-byte length. The trusted
-side reads them with ``torch.load(weights_only=True)`` (which builds no arbitrary object) and then checks every
-reply before a grader test sees it: each tensor must be dense, on the CPU, of a numeric dtype, contiguous and
-backed by exactly its own elements (no stride-0 view that pretends to hold 10^14 values), and no larger than
-:data:`MAX_ELEMENTS`. So a hostile worker can at worst send wrong numbers, never slow the trusted side down.
+:mod:`autograde.worker.codec` loads a reply with ``torch.load(weights_only=True)`` (which builds no arbitrary
+object), after its length was checked against :data:`MAX_REPLY_BYTES`; this module then checks it: each tensor
+must be dense, on the CPU, of a numeric dtype, contiguous and backed by exactly its own elements (no stride-0 view
+that pretends to hold 10^14 values), and no larger than :data:`MAX_ELEMENTS`. So a hostile worker can at worst
+send wrong numbers, never slow the trusted side down.
 """
 
 from __future__ import annotations
 
-import io
-from dataclasses import fields
 from typing import Any
 
 import torch
 
-from autograde.isolation.worker.framing import frame
-from autograde.results import WORKER_KINDS, Kind, StudentError
-from autograde.student import FORBIDDEN_CALLS, Call, CallResult, ModuleInfo
+from autograde.worker import codec
+from autograde.worker.protocol import Call, CallResult, ModuleInfo
+from autograde.worker.results import WORKER_KINDS, Kind, StudentError
 
 MAX_REPLY_BYTES = 256 * 2**20
 MAX_ELEMENTS = 2**25  # per tensor: 32 M values (the graders' largest are a few thousand)
@@ -33,34 +31,50 @@ class WorkerProtocolError(Exception):
     """The worker sent something that is not a well-formed reply."""
 
 
-def encode(message: dict) -> bytes:
-    """Frame ``message`` (plain data) for the pipe."""
-    return frame(torch, message)
-
-
 def decode(payload: bytes) -> Any:
-    """Load a worker's reply as data only (``weights_only=True``) and check that it is plain."""
+    """A worker's reply as checked plain data. What it holds may not add up to more than its bytes carry (a
+    pickle may refer to one object many times: a string or a list shared a million times costs a million times
+    its size to check and to read, so it counts that often), so its cost is linear in its length."""
     try:
-        message = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
-    except Exception as exc:  # anything that is not a weights-only pickle of plain data
-        raise WorkerProtocolError(f"unreadable reply ({type(exc).__name__})") from None
-    return plain(message)
+        message = codec.decode_reply(payload)
+    except codec.UnreadableMessage as exc:
+        raise WorkerProtocolError(str(exc)) from None
+    return plain(message, _Budget(2 * len(payload) + 2**16))
 
 
-def plain(value: Any, depth: int = 0) -> Any:
-    """``value`` if it is plain data (dense CPU tensors, numbers, strings, lists, tuples, str-keyed dicts)."""
+class _Budget:
+    """Units (one per value, one per character or tensor byte) a reply's contents may add up to."""
+
+    def __init__(self, units: int):
+        self.left = units
+
+    def spend(self, units: int) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise WorkerProtocolError("the reply holds more than its bytes carry (one object referred to many times)")
+
+
+def plain(value: Any, budget: _Budget | None = None, depth: int = 0) -> Any:
+    """``value`` if it is plain data (dense CPU tensors, numbers, strings, lists, tuples, str-keyed dicts), within
+    ``budget``."""
+    budget = budget if budget is not None else _Budget(MAX_REPLY_BYTES)
     if depth > MAX_DEPTH:
         raise WorkerProtocolError("reply nested too deeply")
+    budget.spend(1)
     if isinstance(value, torch.Tensor):
-        return checked_tensor(value)
+        tensor = checked_tensor(value)
+        budget.spend(tensor.untyped_storage().nbytes())
+        return tensor
     if value is None or type(value) in (bool, int, float):
         return value
     if type(value) is str:
+        budget.spend(min(len(value), MAX_TEXT))
         return value[:MAX_TEXT]
     if type(value) in (list, tuple):
-        return type(value)(plain(v, depth + 1) for v in value)
+        return type(value)(plain(v, budget, depth + 1) for v in value)
     if type(value) is dict and all(type(k) is str for k in value):
-        return {k: plain(v, depth + 1) for k, v in value.items()}
+        budget.spend(sum(len(k) for k in value))
+        return {k: plain(v, budget, depth + 1) for k, v in value.items()}
     raise WorkerProtocolError(f"reply holds a {type(value).__name__}, which is not plain data")
 
 
@@ -93,14 +107,6 @@ def error(reply: dict) -> StudentError:
     return StudentError(str(reply.get("error", "failed")), kind, exc_type if isinstance(exc_type, str) else None)
 
 
-def call_message(call: Call) -> dict:
-    """A :class:`Call` as a request; the dtype travels as its name (``"float64"``)."""
-    message = {f.name: getattr(call, f.name) for f in fields(call)}
-    message["dtype"] = str(call.dtype).removeprefix("torch.") if call.dtype is not None else None
-    message["state_dict"] = dict(call.state_dict) if call.state_dict is not None else None
-    return {"op": "call", "call": message}
-
-
 def _expect(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     if not isinstance(value, kind):
         raise WorkerProtocolError(f"{what} is a {type(value).__name__}")
@@ -111,8 +117,8 @@ def _tensor_or_none(value: Any, what: str) -> torch.Tensor | None:
     return None if value is None else _expect(value, torch.Tensor, what)
 
 
-def call_result(value: Any) -> CallResult:
-    """Check a ``call`` reply and build the :class:`CallResult` the grader tests read."""
+def call_result(value: Any, call: Call) -> CallResult:
+    """Check the reply to ``call`` and build the :class:`CallResult` the grader tests read."""
     data = _expect(value, dict, "the call result")
     outputs = list(_expect(data.get("outputs"), list, "outputs"))
     if not outputs:
@@ -127,10 +133,17 @@ def call_result(value: Any) -> CallResult:
             for k, g in _expect(data.get("param_grads", {}), dict, "param_grads").items()
         },
         attrs=dict(_expect(data.get("attrs", {}), dict, "attrs")),
-        forbidden_used=sorted(
-            n for n in _expect(data.get("forbidden_used", []), list, "forbidden_used") if n in FORBIDDEN_CALLS
+        watched_used=sorted(
+            n for n in _expect(data.get("watched_used", []), list, "watched_used") if type(n) is str and n in call.watch
         ),
+        largest_created=_count(data.get("largest_created", 0)) if call.measure_created else 0,
     )
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise WorkerProtocolError("largest_created is not a count")
+    return value
 
 
 def _shapes(value: Any, what: str) -> dict[str, tuple[int, ...]]:

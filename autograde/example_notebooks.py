@@ -3,7 +3,7 @@
 Each example is the student release with its answer cells filled in: as the solution fills them, or with a
 known mistake written into a copy of the solution (an :class:`Edit`). An example states which grader tests
 it fails (``fails``), never points: its expected score per part is derived from the graders' points.
-``python -m autograde.examples`` rewrites ``autograde/assignments/<folder>/examples/*.ipynb``; tests check
+``python -m autograde.example_notebooks`` rewrites ``autograde/assignments/<folder>/examples/*.ipynb``; tests check
 that they are in sync with the notebooks and that both graders give each its expected score.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograde import course, notebooks
+from autograde import course, nbgrader_cells
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,17 @@ def expected_points(assignment: str, example: Example) -> dict[str, float]:
 
 def answer_sources(assignment: str) -> dict[str, str]:
     """The solution's answer for every solution cell (by grade_id), with the solution markers removed."""
-    nb = notebooks.read(course.get(assignment).source_notebook)
-    return {notebooks.grade_id(c): notebooks.without_markers(c.source) for c in nb.cells if notebooks.is_answer(c)}
+    nb = nbgrader_cells.read(course.get(assignment).source_notebook)
+    return {
+        nbgrader_cells.grade_id(c): nbgrader_cells.without_markers(c.source)
+        for c in nb.cells
+        if nbgrader_cells.is_answer(c)
+    }
 
 
 def build(assignment: str, example: Example) -> nbformat.NotebookNode:
     """The release notebook with its answer cells filled in as ``example`` says."""
-    nb = notebooks.read(course.get(assignment).release_notebook)
+    nb = nbgrader_cells.read(course.get(assignment).release_notebook)
     if example.blank:
         return nb
     answers = answer_sources(assignment)
@@ -93,8 +97,8 @@ def build(assignment: str, example: Example) -> nbformat.NotebookNode:
             )
         answers[edit.cell] = answers[edit.cell].replace(edit.old, edit.new)
     for cell in nb.cells:
-        if notebooks.is_answer(cell):
-            cell.source = answers[notebooks.grade_id(cell)]
+        if nbgrader_cells.is_answer(cell):
+            cell.source = answers[nbgrader_cells.grade_id(cell)]
     return nb
 
 

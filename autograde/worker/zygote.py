@@ -7,13 +7,14 @@ Control messages: ``{"op": "fork", "scratch": DIR, "time_limit": S, "limits": {.
 protections it will apply (``enabled``) and those the machine refused (``refused``, with the reason).
 """
 
+import gc
 import os
 import selectors
 import signal
 import socket
 import time
 
-from . import confine, framing, serve
+from . import codec, protections, serve
 
 UID_BASE = 1_990_000  # workers of a grader running as root get uids UID_BASE + slot, one per live worker
 
@@ -28,22 +29,20 @@ def main(control, config):
     import torch
 
     torch.set_num_threads(1)
-    serve.warm_up(torch)
+    serve.warm_up()
     policy = config["policy"]
 
     def plan(scratch, uid, enable, limits):
-        return confine.Plan(policy["read_roots"], policy["hide"], scratch, uid, enable, limits)
+        return protections.Plan(policy["read_roots"], policy["hide"], scratch, uid, enable, limits)
 
     try:
-        allowed, refused = confine.probe(plan(config["probe_dir"], UID_BASE, confine.PROTECTIONS, config["limits"]))
-    except confine.ConfinementError as exc:
+        allowed, refused = protections.probe(plan(config["probe_dir"], UID_BASE, protections.NAMES, config["limits"]))
+    except protections.ConfinementError as exc:
         allowed, refused = [], {"all": str(exc)}
     enabled = [p for p in allowed if p in config["enable"]]
-    import gc
-
     gc.collect()
     gc.freeze()
-    framing.send_control(
+    codec.send_control(
         control,
         {"ready": True, "pid": os.getpid(), "preload_errors": errors, "enabled": enabled, "refused": refused},
     )
@@ -54,7 +53,7 @@ def main(control, config):
         for key, _ in channels.select():
             channel = key.fileobj
             try:
-                message, fds = framing.recv_control(channel)
+                message, fds = codec.recv_control(channel)
             except OSError:
                 message, fds = None, []
             if message is None:
@@ -70,28 +69,42 @@ def main(control, config):
             if message["op"] == "connect":
                 lane = socket.socket(fileno=fds[0])
                 channels.register(lane, selectors.EVENT_READ)
-                framing.send_control(channel, {"connected": True})
+                codec.send_control(channel, {"connected": True})
             elif message["op"] == "fork":
                 slot = min(set(range(len(children) + 1)) - {s for s, _ in children.values()})
                 pid = os.fork()
                 if pid == 0:
                     code = serve.SETUP_FAILED
                     try:
+                        worker_plan = plan(message["scratch"], UID_BASE + 1 + slot, enabled, message["limits"])
+                        request, data_fd = {"time_limit": message["time_limit"]}, fds[0]
+                        # Nothing of the zygote reaches the worker: its channels and selector are closed, every
+                        # descriptor but the worker's own data socket too, and its objects are dropped.
                         for key in list(channels.get_map().values()):
                             key.fileobj.close()
-                        worker_plan = plan(message["scratch"], UID_BASE + 1 + slot, enabled, message["limits"])
-                        code = serve.run_child(fds[0], message, torch, worker_plan)
+                        channels.close()
+                        del channels, children, control, config, message, key, channel
+                        _close_all_but(data_fd)
+                        gc.collect()
+                        code = serve.run_child(data_fd, request, worker_plan)
                     finally:
                         os._exit(code)
                 for fd in fds:
                     os.close(fd)
                 children[pid] = (slot, channel)
-                framing.send_control(channel, {"pid": pid})
+                codec.send_control(channel, {"pid": pid})
             elif message["op"] == "reap":
                 pid = message["pid"]
                 status = _reap(pid, message.get("wait", 0.0)) if pid in children else -1
                 children.pop(pid, None)
-                framing.send_control(channel, {"status": status})
+                codec.send_control(channel, {"status": status})
+
+
+def _close_all_but(keep):
+    """Close every descriptor above stderr except ``keep`` (the worker's data socket)."""
+    top = os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 1 << 16
+    os.closerange(3, keep)
+    os.closerange(keep + 1, top)
 
 
 def _kill_all(children):

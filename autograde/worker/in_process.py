@@ -1,152 +1,32 @@
-"""The student's side of a grader test.
+"""The student whose definitions live in a namespace of this process: a sandboxed worker's (every grading door),
+or the nbgrader kernel's globals (nbgrader's optional in-kernel mode) and the grader's own tests.
 
-Grader tests never touch student objects directly: they describe what to build and run as a :class:`Call`
-and get plain data back in a :class:`CallResult` (tensors, numbers, strings). This narrow interface lets the
-same tests run inside the student's kernel (nbgrader autograde, :class:`InProcessStudent`) and against a
-sandboxed worker process that holds the student's code (``python -m autograde grade``), which runs this very
-module (with torch and the standard library only) to serve the calls.
-
-Forbidden built-ins are recognised as they execute: a ``TorchFunctionMode`` sees every torch function the
-student's code reaches, however it was named or imported (``getattr(F, "scaled_dot_" + ...)``,
-``torch.ops.aten._scaled_dot_product_attention_math``, ``nn.MultiheadAttention``), and never by reading source.
+Calls run under a time limit (and, in a kernel, a memory limit). Operations a call watches (a forbidden built-in
+such as ``F.scaled_dot_product_attention``) are recognised as they execute: a ``TorchFunctionMode`` sees every
+torch function the student's code reaches, however it was named or imported (``getattr(F, "scaled_dot_" + ...)``,
+``torch.ops.aten._scaled_dot_product_attention_math``, ``nn.MultiheadAttention``). The student's own process can
+switch such a recorder off, so it explains an honest mistake and is not a boundary (see the README).
 """
 
 from __future__ import annotations
 
 import os
 import resource
-import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from .alarm import alarm
+from .protocol import Call, CallResult, Describe, ModuleInfo, Student, plain
 from .results import Kind, StudentError
-
-# Calls the student must not make where the exercise is to write the computation: a label for the messages,
-# and the names of the torch functions and aten operators that carry it out, whichever way they are reached.
-FORBIDDEN_CALLS: dict[str, frozenset[str]] = {
-    "F.scaled_dot_product_attention": frozenset(
-        {
-            "scaled_dot_product_attention",
-            "_scaled_dot_product_attention_math",
-            "_scaled_dot_product_attention_math_for_mps",
-            "_scaled_dot_product_flash_attention",
-            "_scaled_dot_product_flash_attention_for_cpu",
-            "_scaled_dot_product_efficient_attention",
-            "_scaled_dot_product_cudnn_attention",
-            "_scaled_dot_product_fused_attention_overrideable",
-        }
-    ),
-    "nn.MultiheadAttention": frozenset(
-        {"multi_head_attention_forward", "_native_multi_head_attention", "_transformer_encoder_layer_fwd"}
-    ),
-}
-
-
-@dataclass
-class Call:
-    """Build ``target(*args, **kwargs)``, optionally load weights, then run it.
-
-    target: a name in the student's namespace (a class, a factory or a function).
-    inputs: positional tensors for ``forward`` (or for the function itself when ``build`` is False).
-    build: True when ``target`` builds a module that is then called on ``inputs``.
-    dtype: the built module is converted to this dtype (before loading weights) when given.
-    state_dict: weights loaded with ``strict=True`` before the forward pass.
-    grad_outputs: when given, ``backward`` runs with this upstream gradient on the (first) output and the
-        result carries the gradients of the floating-point inputs and of every parameter.
-    train: module mode during the forward pass; seed: ``torch.manual_seed`` right before it.
-    repeat: how many forward passes (dropout statistics); every output is returned.
-    attrs: module attributes read after the forward pass (tensors or plain values; dotted paths reach into
-        submodules, e.g. ``"positional_encoding.pe"``).
-    forbidden: labels from :data:`FORBIDDEN_CALLS` whose use during the call is recorded.
-    substitutes: name -> source code defining an object of that name (the grader's stand-in for an earlier
-        part, e.g. ``Attention``); during the call the student's global of that name is the stand-in.
-    """
-
-    target: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    inputs: tuple = ()
-    input_kwargs: dict = field(default_factory=dict)
-    build: bool = True
-    dtype: torch.dtype | None = None
-    state_dict: Mapping[str, torch.Tensor] | None = None
-    grad_outputs: torch.Tensor | None = None
-    train: bool = False
-    seed: int = 0
-    repeat: int = 1
-    attrs: tuple[str, ...] = ()
-    forbidden: tuple[str, ...] = ()
-    substitutes: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class CallResult:
-    """What came back from a :class:`Call`: outputs as returned (a tensor or a tuple of tensors)."""
-
-    outputs: list[Any]
-    input_grads: list[torch.Tensor | None] = field(default_factory=list)
-    param_grads: dict[str, torch.Tensor | None] = field(default_factory=dict)
-    attrs: dict[str, Any] = field(default_factory=dict)
-    forbidden_used: list[str] = field(default_factory=list)
-
-    @property
-    def output(self) -> Any:
-        return self.outputs[0]
-
-
-@dataclass
-class ModuleInfo:
-    """The structure of a module the student builds: enough to check an architecture without running it."""
-
-    type_name: str
-    children: list[tuple[str, str]]
-    parameters: dict[str, tuple[int, ...]]
-    buffers: dict[str, tuple[int, ...]]
-    num_parameters: int
-    attrs: dict[str, Any]
-    text: str
-
-
-class Student(Protocol):
-    """What a grader test may ask of a submission."""
-
-    def has(self, name: str) -> bool: ...
-
-    def value(self, name: str) -> Any: ...
-
-    def describe(
-        self,
-        target: str,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        attrs: tuple[str, ...] = (),
-        substitutes: dict[str, str] | None = None,
-    ) -> ModuleInfo: ...
-
-    def call(self, call: Call) -> CallResult: ...
-
-
-def plain(value: Any) -> Any:
-    """Detach tensors and turn modules into their type name, so results are plain data."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
-    if isinstance(value, nn.Module):
-        return type(value).__name__
-    if isinstance(value, (tuple, list)):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, (int, float, str, bool, type(None))):
-        return value
-    return repr(value)
-
 
 # -------------------------------------------------------------------------------------- student frames
 _LIBRARIES = tuple(
@@ -185,23 +65,10 @@ class TimeLimitExceeded(TimeoutError):
     """Raised in the student's code when a call runs past its time limit."""
 
 
-@contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None):
     """Raise TimeLimitExceeded in the main thread after ``seconds`` (no-op elsewhere or when None)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _expire(signum, frame):  # noqa: ARG001
-        raise TimeLimitExceeded(f"did not finish within {seconds:g} s (an endless loop, or far too slow?)")
-
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    message = f"did not finish within {seconds:g} s (an endless loop, or far too slow?)" if seconds else ""
+    return alarm(seconds, lambda: TimeLimitExceeded(message))
 
 
 @contextmanager
@@ -264,33 +131,58 @@ def substituted(namespace: MutableMapping[str, Any], objects: Mapping[str, Any])
                 namespace[name] = value
 
 
-# ---------------------------------------------------------------------------------------- forbidden calls
+# -------------------------------------------------------------------------------------------- watched calls
 def _torch_name(func: Any) -> str:
     """``scaled_dot_product_attention`` for F.scaled_dot_product_attention, torch.ops.aten....default, ..."""
     name = getattr(func, "__name__", "") or ""
     return name.split(".")[0]
 
 
-class ForbiddenCallRecorder(TorchFunctionMode):
-    """Records which of the ``watched`` labels (see :data:`FORBIDDEN_CALLS`) the code under it executes."""
+class WatchedCallRecorder(TorchFunctionMode):
+    """Records which labels of ``watch`` (label -> torch function and aten operator names) the code under it runs."""
 
-    def __init__(self, watched: tuple[str, ...]):
+    def __init__(self, watch: Mapping[str, frozenset[str]]):
         super().__init__()
-        self.watched = {label: FORBIDDEN_CALLS[label] for label in watched if label in FORBIDDEN_CALLS}
+        self.watch = {label: frozenset(names) for label, names in watch.items()}
         self.used: set[str] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = _torch_name(func)
-        for label, names in self.watched.items():
+        for label, names in self.watch.items():
             if name in names:
                 self.used.add(label)
         return func(*args, **(kwargs or {}))
 
 
 @contextmanager
-def recording_forbidden(watched: tuple[str, ...]) -> Iterator[ForbiddenCallRecorder]:
-    recorder = ForbiddenCallRecorder(watched)
-    if not recorder.watched:
+def recording(watch: Mapping[str, frozenset[str]]) -> Iterator[WatchedCallRecorder]:
+    recorder = WatchedCallRecorder(watch)
+    if not recorder.watch:
+        yield recorder
+        return
+    with recorder:
+        yield recorder
+
+
+class CreatedTensorRecorder(TorchDispatchMode):
+    """Records the number of elements of the largest tensor that a torch operation under it returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(value, torch.Tensor):
+                self.largest = max(self.largest, value.numel())
+        return out
+
+
+@contextmanager
+def measuring_created(enabled: bool) -> Iterator[CreatedTensorRecorder]:
+    recorder = CreatedTensorRecorder()
+    if not enabled:
         yield recorder
         return
     with recorder:
@@ -298,7 +190,7 @@ def recording_forbidden(watched: tuple[str, ...]) -> Iterator[ForbiddenCallRecor
 
 
 # ---------------------------------------------------------------------------------------------- student
-class InProcessStudent:
+class InProcessStudent(Student):
     """A submission whose definitions live in a namespace of this process (the nbgrader kernel's globals,
     or the sandboxed worker's namespace)."""
 
@@ -336,21 +228,14 @@ class InProcessStudent:
             built = built.to("cpu")
         return built
 
-    def describe(
-        self,
-        target: str,
-        args: tuple = (),
-        kwargs: dict | None = None,
-        attrs: tuple[str, ...] = (),
-        substitutes: dict[str, str] | None = None,
-    ) -> ModuleInfo:
-        if substitutes:
-            with substituted(self.namespace, stand_ins(substitutes)):
-                return self.describe(target, args, kwargs, attrs)
-        module = self._build(target, args, kwargs or {})
+    def describe_module(self, request: Describe) -> ModuleInfo:
+        if request.substitutes:
+            with substituted(self.namespace, stand_ins(request.substitutes)):
+                return self.describe_module(replace(request, substitutes={}))
+        module = self._build(request.target, request.args, request.kwargs)
         if not isinstance(module, nn.Module):
             raise StudentError(
-                f"{target}(...) returned {type(module).__name__}, expected an nn.Module.", Kind.UNUSABLE_RESULT
+                f"{request.target}(...) returned {type(module).__name__}, expected an nn.Module.", Kind.UNUSABLE_RESULT
             )
         return ModuleInfo(
             type_name=type(module).__name__,
@@ -358,7 +243,7 @@ class InProcessStudent:
             parameters={n: tuple(p.shape) for n, p in module.named_parameters()},
             buffers={n: tuple(b.shape) for n, b in module.named_buffers()},
             num_parameters=sum(p.numel() for p in module.parameters()),
-            attrs={a: plain(attribute(module, a)) for a in attrs},
+            attrs={a: plain(attribute(module, a)) for a in request.attrs},
             text=repr(module),
         )
 
@@ -396,10 +281,10 @@ class InProcessStudent:
         ]
         outputs = []
         try:
-            with self._limits(), recording_forbidden(call.forbidden) as recorder:
+            with self._limits(), recording(call.watch) as recorder:
                 for _ in range(call.repeat):
                     torch.manual_seed(call.seed)
-                    with torch.set_grad_enabled(wants_grad):
+                    with torch.set_grad_enabled(wants_grad), measuring_created(call.measure_created) as created:
                         outputs.append(fn(*inputs, **call.input_kwargs))
                 result = CallResult(outputs=[plain(o) for o in outputs])
                 if wants_grad:
@@ -408,7 +293,8 @@ class InProcessStudent:
             raise
         except Exception as exc:
             raise error_from(exc, f"calling your {call.target} raised") from None
-        result.forbidden_used = sorted(recorder.used)
+        result.watched_used = sorted(recorder.used)
+        result.largest_created = created.largest
         if isinstance(fn, nn.Module):
             result.attrs = {a: plain(attribute(fn, a)) for a in call.attrs}
         return result

@@ -1,21 +1,29 @@
 """Grade the model a student trained in notebook 4 from the checkpoint handed in with the notebook.
 
-The trusted side reads ``vit_checkpoint.pt`` (written by ``course_utils.save_checkpoint``) with
-``weights_only=True`` and checks it against a schema before anything runs: the constructor arguments must be
-the documented ones, with values in their documented ranges (:data:`SCHEMA`), and the tensors must be exactly
-the model's own ``state_dict`` (the reference's keys and shapes for those arguments, nothing else). The
-student's code then only rebuilds ``VisionTransformer(**init_kwargs)``, loads the weights and runs forward
-passes on the evaluation images, which the trusted side prepared before any student code ran
-(:mod:`autograde.eval_data`). Points follow the measured accuracy in tiers. A missing or unusable checkpoint
+The trusted side reads ``vit_checkpoint.pt`` (written by ``course_utils.save_checkpoint``): a regular file, not
+followed if it is a link, at most the registry's size, and (a ``torch.save`` zip) only stored entries, so that
+nothing inflates; with ``weights_only=True``. It checks it against a schema before anything runs: the constructor
+arguments must be the documented ones, with values in their documented ranges (:data:`SCHEMA`), and the tensors
+must be exactly the model's own ``state_dict`` (the reference's keys and shapes for those arguments, nothing else).
+
+The accuracy that decides the points is computed where the student cannot reach it. The student's
+``VisionTransformer(**init_kwargs)`` with the checkpoint's weights is run once on random images and compared with
+the reference model with the same weights; when they agree, the reference model evaluates the checkpoint on the
+trusted side and the student's code plays no part in the accuracy. When they do not (the student's model is not
+the reference's), the student's model evaluates it in the sandbox, as the model the student trained, and the
+submission is marked for review. The evaluation images were prepared by the trusted side before any student code
+ran (:mod:`autograde.eval_data`). Points follow the measured accuracy in tiers. A missing or unusable checkpoint
 gives a message that says what to do, never a crash.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +31,26 @@ import torch
 
 from autograde import course, eval_data
 from autograde.assignments.vision_transformer import reference as ref
-from autograde.results import StudentError
-from autograde.student import Call, Student
+from autograde.checks import call_text
+from autograde.submissions import NotebookError, read_bytes
+from autograde.worker.protocol import Call, Student
+from autograde.worker.results import GradingFailure, Kind, StudentError
 from course_utils.cifar import CIFAR10_MEAN, CIFAR10_STD
 
-CHECKPOINT = next(f for f in course.get("04_vision_transformer").extra_files if f.part == "checkpoint")
+CHECKPOINT = next(f for f in course.of_package(__package__).extra_files if f.part == "checkpoint")
 CHECKPOINT_NAME = CHECKPOINT.name
 MODEL_CLASS = "VisionTransformer"
 TARGET_ACCURACY = 45.0  # percent of the evaluation images (the 2-epoch target)
-BONUS_ACCURACY = 65.0
+SECOND_TIER_ACCURACY = 65.0
 MAX_BATCH = 500
 BATCH_MEMORY = 512 * 2**20  # bytes of activations one evaluation call may need
 BATCH_MACS = 4e10  # multiply-adds per evaluation call (a few seconds on one CPU core)
+
+
+REVIEW_OWN_MODEL = (
+    "the checkpoint's accuracy was measured by the submission's own VisionTransformer, in the sandbox, because it "
+    "does not compute what the reference computes with these weights; check the accuracy by hand"
+)
 
 
 class CheckpointUnavailable(Exception):
@@ -91,7 +107,8 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class CheckpointEvaluation:
-    """What the checkpoint scored: ``correct`` of ``total`` images of ``source``."""
+    """What the checkpoint scored: ``correct`` of ``total`` images of ``source``; ``by_reference``: evaluated by the
+    reference model on the trusted side (else by the student's own model, in the sandbox)."""
 
     path: Path
     source: str
@@ -99,16 +116,16 @@ class CheckpointEvaluation:
     correct: int
     total: int
     seconds: float
+    by_reference: bool = False
 
     @property
     def accuracy(self) -> float:
         return 100.0 * self.correct / self.total
 
     def summary(self) -> str:
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in self.init_kwargs.items())
         return (
-            f"{self.path.name} ({MODEL_CLASS}({kwargs})) classifies {self.correct:,} of {self.total:,} images of "
-            f"{self.source} correctly: {self.accuracy:.2f}% ({self.seconds:.1f} s)"
+            f"{self.path.name} ({call_text(MODEL_CLASS, **self.init_kwargs)}) classifies {self.correct:,} of "
+            f"{self.total:,} images of {self.source} correctly: {self.accuracy:.2f}% ({self.seconds:.1f} s)"
         )
 
 
@@ -173,7 +190,7 @@ def check_state_dict(state_dict: Any, kwargs: dict, tokens: int) -> dict[str, to
     )
     if missing or extra or wrong:
         raise CheckpointUnavailable(
-            f"the saved tensors are not those of {MODEL_CLASS}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}): "
+            f"the saved tensors are not those of {call_text(MODEL_CLASS, **kwargs)}: "
             f"missing {missing[:5]}, unexpected {extra[:5]}, wrong shapes {wrong[:5]}. Keep the attribute names of "
             "the docstring and save with save_checkpoint(model, ...)."
         )
@@ -190,17 +207,39 @@ def _longer_table(got: tuple, want: tuple) -> bool:
     return len(got) == 3 and got[0] == 1 and got[2] == want[2] and want[1] <= got[1] <= 5000
 
 
-def read_checkpoint(path: Path) -> Checkpoint:
-    """The checkpoint in ``path``, checked against the schema; CheckpointUnavailable says what to fix."""
-    if not path.is_file():
+def _checkpoint_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file (a link is not followed), at most the registry's size, whose archive
+    entries (a ``torch.save`` zip) are stored, not compressed, so that loading it inflates nothing."""
+    if not os.path.lexists(path):
         raise CheckpointUnavailable(
             f"no checkpoint: {path.name} is not in the submission folder. Train your model with COURSE_FAST=0, "
             f"let the notebook save {path.name} next to it, and submit that file together with the notebook."
         )
-    if path.stat().st_size > CHECKPOINT.max_mb * 2**20:
-        raise CheckpointUnavailable(f"{path.name} is larger than {CHECKPOINT.max_mb} MiB; it was not read")
+    limit = CHECKPOINT.max_mb * 2**20
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_bytes(path, limit, path.name)
+    except (NotebookError, OSError) as exc:
+        raise CheckpointUnavailable(
+            f"{exc}; submit the checkpoint file itself, at most {CHECKPOINT.max_mb} MiB"
+        ) from None
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        try:
+            entries = zipfile.ZipFile(io.BytesIO(data)).infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise CheckpointUnavailable(f"{path.name} is not a readable archive ({type(exc).__name__})") from None
+        if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or sum(e.file_size for e in entries) > limit:
+            raise CheckpointUnavailable(
+                f"{path.name} holds compressed data (torch.save never writes any); save it again with "
+                f"save_checkpoint(model, {path.name!r}, **config)."
+            )
+    return data
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    """The checkpoint in ``path``, checked against the schema; CheckpointUnavailable says what to fix."""
+    data = _checkpoint_bytes(path)
+    try:
+        saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         raise CheckpointUnavailable(
             f"{path.name} could not be read ({type(exc).__name__}: {str(exc)[:200]}). Save it again with "
@@ -267,14 +306,71 @@ def evaluate_checkpoint(student: Student, checkpoint: Checkpoint, data: eval_dat
     )
 
 
-def evaluate_submission(student: Student, folder: Path | None, resources: dict) -> CheckpointEvaluation:
-    """Evaluate the checkpoint in ``folder`` on the run's evaluation set (read now when the run has none).
+def reference_model(checkpoint: Checkpoint, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The reference ``VisionTransformer`` with the checkpoint's weights, in eval mode (a positional table longer
+    than the model's tokens is cut to them: the rows beyond are zero and never read)."""
+    model = ref.VisionTransformer(**checkpoint.init_kwargs).to(dtype).eval()
+    own = model.state_dict()
+    state = {
+        k: v[:, : own[k].shape[1]] if k.endswith("positional_encoding.pe") else v
+        for k, v in checkpoint.state_dict.items()
+    }
+    model.load_state_dict(state, strict=True)
+    return model
 
-    A missing checkpoint is reported before missing evaluation data.
-    """
+
+def computes_like_the_reference(student: Student, checkpoint: Checkpoint) -> bool:
+    """Whether the student's model with the checkpoint's weights computes what the reference computes, on random
+    images (float64): then the reference may stand in for it."""
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(404), dtype=torch.float64)
+    call = Call(MODEL_CLASS, kwargs=checkpoint.init_kwargs, state_dict=checkpoint.state_dict, inputs=(x,))
+    try:
+        got = student.call(replace(call, dtype=torch.float64)).output
+    except StudentError:
+        return False
+    with torch.no_grad():
+        want = reference_model(checkpoint, torch.float64)(x)
+    return isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, atol=1e-6, rtol=1e-5)
+
+
+def evaluate_with_the_reference(checkpoint: Checkpoint, data: eval_data.EvalSet) -> CheckpointEvaluation:
+    """Accuracy of the reference model with the checkpoint's weights, computed here, on the trusted side."""
+    data = data.verified()
+    start = time.perf_counter()
+    model, correct, step = reference_model(checkpoint), 0, batch_size(checkpoint)
+    with torch.no_grad():
+        for first in range(0, len(data.labels), step):
+            scores = model(normalize(data.images[first : first + step]))  # (B, 10)
+            correct += int((scores.argmax(dim=1) == data.labels[first : first + step]).sum())
+    seconds = time.perf_counter() - start
+    return CheckpointEvaluation(
+        checkpoint.path, data.source, checkpoint.init_kwargs, correct, len(data.labels), seconds, by_reference=True
+    )
+
+
+def evaluate_submission(student: Student, folder: Path | None, resources: dict) -> CheckpointEvaluation:
+    """Evaluate the checkpoint in ``folder`` on the run's evaluation set (prepared before any student code ran):
+    by the reference model on the trusted side when the student's model computes what it computes, else by the
+    student's model in the sandbox. A missing checkpoint is reported before missing evaluation data."""
     checkpoint = read_checkpoint((folder or Path.cwd()) / CHECKPOINT_NAME)
-    data = resources.get(eval_data.RESOURCE) or eval_data.prepare()
+    data = resources.get(eval_data.RESOURCE)
+    if not isinstance(data, eval_data.EvalSet):
+        reason = data.student_message if isinstance(data, eval_data.Unavailable) else "no evaluation images"
+        raise eval_data.EvaluationDataUnavailable(reason)
+    if computes_like_the_reference(student, checkpoint):
+        return evaluate_with_the_reference(checkpoint, data)
     return evaluate_checkpoint(student, checkpoint, data)
+
+
+def graded_evaluation(student: Student, folder: Path | None, resources: dict) -> CheckpointEvaluation:
+    """:func:`evaluate_submission`, its failures told apart for the grade: a missing or unusable checkpoint is the
+    student's (MISSING_FILE), missing evaluation data is the grader's (GRADER_ERROR)."""
+    try:
+        return evaluate_submission(student, folder, resources)
+    except CheckpointUnavailable as exc:
+        raise GradingFailure(str(exc), Kind.MISSING_FILE) from None
+    except eval_data.EvaluationDataUnavailable as exc:
+        raise GradingFailure(str(exc), Kind.GRADER_ERROR) from None
 
 
 def check_tier(evaluation: CheckpointEvaluation, threshold: float) -> None:
