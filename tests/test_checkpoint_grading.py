@@ -113,7 +113,9 @@ def test_measured_accuracy_equals_an_independent_evaluation(grading_env, submiss
     [(-1.0, -0.5, 3), (0.0, 0.0, 3), (-1.0, 0.5, 2), (0.5, 1.0, 0)],
     ids=["both tiers", "exactly at the thresholds", "target only", "below both"],
 )
-def test_points_follow_the_measured_accuracy(grading_env, submission, independent_accuracy, target, second_tier, earned):
+def test_points_follow_the_measured_accuracy(
+    grading_env, submission, independent_accuracy, target, second_tier, earned
+):
     grading_env.setattr(ckpt, "TARGET_ACCURACY", independent_accuracy + target)
     grading_env.setattr(ckpt, "SECOND_TIER_ACCURACY", independent_accuracy + second_tier)
     report = grade_checkpoint(submission)
