@@ -1132,17 +1132,11 @@ def nbgrader_batch(tmp_path_factory):
     environment = {"COURSE_DATA": str(data)} | {
         settings.env_name(name): str(getattr(LIMITS, name)) for name in ("timeout", "memory_mb", "submission_seconds")
     }
-    previous = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            patch.setenv(name, value)
         for assignment in assignments:
             course_cli.autograde(root, assignment)
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     after = {k: v for k, v in _content_fingerprint(root).items() if not k.startswith(own)}
     points: dict[str, dict[str, float]] = {}
     for assignment in assignments:

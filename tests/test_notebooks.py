@@ -3,8 +3,6 @@ mode: the grader's call written into the hidden cells) it earns every point."""
 
 from __future__ import annotations
 
-import os
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -22,16 +20,10 @@ def execute_fast(path, workdir, assignment: str | None = None) -> nbformat.Noteb
     if assignment is not None:
         nb, _ = InKernelGrading().preprocess(nb, {"nbgrader": {"assignment": assignment}})
     env = {"COURSE_FAST": "1", "COURSE_DATASET": "synthetic", "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
         NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return nb
 
 
