@@ -26,6 +26,7 @@ import sys
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,7 @@ from tests.submissions import (
 )
 
 pytestmark = pytest.mark.slow
-LIMITS = settings.Settings(timeout=2.0, memory_mb=512, submission_seconds=25.0)
+LIMITS = settings.Settings(timeout=2.0, memory_mb=512, submission_seconds=15.0)
 PEAK_LANE_MB = 2048  # what one lane may hold while it grades (about 0.9 GiB for an honest class)
 REPO = course.REPO
 FORGED = Path("/tmp/autograde-forged-results.json")
@@ -721,16 +722,15 @@ CASES = [
 ]
 HOSTILE = [c for c in CASES if not c.name.startswith("control")]
 # Run once more through the Gradescope package (one run_autograder per submission, about 18 s each): what aims at
-# Gradescope's own files and set-up (the escapes that read or overwrite files are graded without namespaces, as in
-# Gradescope's containers, by the batch above).
+# Gradescope's own files and set-up, and one case of each class of round two that stopped a whole run (the escapes
+# that read or overwrite files, the folder named like a notebook and the magic-heavy notebooks are graded without
+# namespaces, as in Gradescope's containers, by the batch above).
 GRADESCOPE_CASES = (
     "fakes_a_sandbox_setup_failure",
     "forges_results_files",
     # round two's classes that stopped a whole run: each Gradescope container must still write its results.json
     "floods_the_inherited_epoll_descriptor",
     "limits_the_graders_processes",
-    "one_cell_of_500_magics",
-    "a_folder_named_like_a_notebook",
     "a_fifo_named_like_a_notebook",
 )
 
@@ -1104,29 +1104,36 @@ NBGRADER_CASES = [c for c in CASES if c.entry == "file" and c.expected != "budge
 @pytest.fixture(scope="module")
 def nbgrader_batch(tmp_path_factory):
     """The cases that are notebooks, as an nbgrader course's submissions, through `nbgrader autograde` with the
-    course's default configuration: (points by case and part, the course folder before and after)."""
+    course's default configuration: (points by case and part, the cases submitted, the course folders before and
+    after, the repository before and after). nbgrader grades one notebook at a time, so the cases are dealt to two
+    copies of the course, graded side by side as the batch's two lanes are, each by one `nbgrader autograde "*"`
+    (nbgrader takes the assignment as a pattern: every assignment of the course, with one grading run each)."""
     from autograde import nbgrader_course as course_cli
 
     tmp = tmp_path_factory.mktemp("nbgrader")
     data = course_data_copy(tmp)
     classmates = tmp / CLASS_FOLDER
     write_cases(classmates, [next(c for c in CASES if c.name == "control_first")])
-    root = course_cli.make_course(tmp / "course-root")
+    assignments = sorted({c.assignment for c in NBGRADER_CASES})
+    template = course_cli.make_course(tmp / "template")
+    course_cli.generate_release(template, assignments)
+    roots = [tmp / "course-a", tmp / "course-b"]
+    for root in roots:
+        shutil.copytree(template, root)
     made = tmp / "made"
     made.mkdir()
-    assignments = sorted({c.assignment for c in NBGRADER_CASES})
-    for assignment in assignments:
-        course_cli.generate_release(root, [assignment])
-    submitted = []
+    submitted, to_grade = [], {root: set() for root in roots}
     for c in NBGRADER_CASES:
         nb = c.make(classmates)
         if isinstance(nb, bytes):
             continue  # not a notebook: nbgrader itself refuses it (tests/test_nbgrader_pipeline.py)
+        root = roots[len(submitted) % 2]
         submitted.append(c.name)
+        to_grade[root].add(c.assignment)
         nbformat.write(nb, made / f"{c.name}.ipynb")
         course_cli.submit(root, c.assignment, c.name, made / f"{c.name}.ipynb")
     own = ("course/autograded", "course/gradebook.db", "course/grading")
-    before = {k: v for k, v in _content_fingerprint(root).items() if not k.startswith(own)}
+    before = [{k: v for k, v in _content_fingerprint(r).items() if not k.startswith(own)} for r in roots]
     repository = _content_fingerprint(REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "grading", "outputs"))
     # the batch's limits, as nbgrader's configuration takes them (AUTOGRADE_<SETTING>), and the course data
     environment = {"COURSE_DATA": str(data)} | {
@@ -1135,14 +1142,15 @@ def nbgrader_batch(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         for name, value in environment.items():
             patch.setenv(name, value)
-        for assignment in assignments:
-            course_cli.autograde(root, assignment)
-    after = {k: v for k, v in _content_fingerprint(root).items() if not k.startswith(own)}
+        with ThreadPoolExecutor(max_workers=2) as pool:  # nbgrader's assignment glob: every assignment in one run
+            list(pool.map(lambda root: course_cli.nbgrader(root, "autograde", "*", "--force"), roots))
+    after = [{k: v for k, v in _content_fingerprint(r).items() if not k.startswith(own)} for r in roots]
     points: dict[str, dict[str, float]] = {}
-    for assignment in assignments:
-        for score in course_cli.cell_scores(root, assignment):
-            if score.cell.endswith("_tests"):
-                points.setdefault(score.student, {})[score.cell.removesuffix("_tests")] = score.auto_score
+    for root in roots:
+        for assignment in sorted(to_grade[root]):
+            for score in course_cli.cell_scores(root, assignment):
+                if score.cell.endswith("_tests"):
+                    points.setdefault(score.student, {})[score.cell.removesuffix("_tests")] = score.auto_score
     repository_after = _content_fingerprint(
         REPO, (".git", ".venv", "__pycache__", ".pytest_cache", "grading", "outputs")
     )
@@ -1173,22 +1181,32 @@ def gradescope_package(tmp_path_factory) -> Path:
     return build_autograder_zip(tmp_path_factory.mktemp("zip") / "autograder.zip", A1, LIMITS)
 
 
-@pytest.mark.parametrize("name", GRADESCOPE_CASES)
-def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_package, tmp_path, name):
-    c = next(c for c in CASES if c.name == name)
-    root = tmp_path / "autograder"
-    with zipfile.ZipFile(gradescope_package) as z:
+@dataclass
+class GradescopeRun:
+    """One ``run_autograder`` of a case: its exit status and stderr, results.json, and the fingerprints of the
+    repository and of the classmates' folder before and after."""
+
+    returncode: int
+    stderr: str
+    results: dict | None
+    before: dict
+    after: dict
+
+
+def run_on_gradescope(package: Path, tmp: Path, c: Case) -> GradescopeRun:
+    """Grade ``c`` as Gradescope would: the package unzipped in a container of its own, the case its submission."""
+    root = tmp / "autograder"
+    with zipfile.ZipFile(package) as z:
         z.extractall(root / "source")
     (root / "submission").mkdir()
     (root / "results").mkdir()
-    classmates = tmp_path / CLASS_FOLDER  # what the attacks aim at: the "classmates" of this container
+    classmates = tmp / CLASS_FOLDER  # what the attacks aim at: the "classmates" of this container
     write_cases(classmates, [next(c for c in CASES if c.name == "control_first")])
     if c.entry == "file":
         nbformat.write(c.make(classmates), root / "submission" / "submission.ipynb")
     else:
         write_cases(root / "submission", [Case("submission", c.make, c.expected, entry=c.entry)])
-    before = {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
-    FORGED.unlink(missing_ok=True)
+    before = {"repository": fingerprint(tmp)["repository"], "classmates": _content_fingerprint(classmates)}
     # Gradescope runs each submission in Docker, where namespaces are not allowed
     env = {
         **os.environ,
@@ -1199,14 +1217,32 @@ def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_package,
     proc = subprocess.run(
         ["bash", str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=600
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = root / "results" / "results.json"
+    after = {"repository": fingerprint(tmp)["repository"], "classmates": _content_fingerprint(classmates)}
+    results = json.loads(written.read_text()) if written.is_file() else None
+    return GradescopeRun(proc.returncode, proc.stderr, results, before, after)
+
+
+@pytest.fixture(scope="module")
+def gradescope_runs(gradescope_package, tmp_path_factory) -> dict[str, GradescopeRun]:
+    """Every Gradescope case, two containers at a time (as the batch's two lanes): about 18 s each alone."""
+    FORGED.unlink(missing_ok=True)
+    cases = [next(c for c in CASES if c.name == name) for name in GRADESCOPE_CASES]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = pool.map(lambda c: run_on_gradescope(gradescope_package, tmp_path_factory.mktemp(c.name), c), cases)
+        return dict(zip(GRADESCOPE_CASES, runs, strict=True))
+
+
+@pytest.mark.parametrize("name", GRADESCOPE_CASES)
+def test_the_escapes_fail_through_gradescopes_run_autograder(gradescope_runs, name):
+    c, run = next(c for c in CASES if c.name == name), gradescope_runs[name]
+    assert run.returncode == 0 and run.results is not None, run.stderr[-3000:]
     if c.entry != "folder":  # a folder named like a notebook leaves no notebook to grade: no sandbox starts
-        assert "on   private filesystem view" not in proc.stderr and "on   Landlock" in proc.stderr
-    results = json.loads((root / "results" / "results.json").read_text())
+        assert "on   private filesystem view" not in run.stderr and "on   Landlock" in run.stderr
     by_part = {part: 0.0 for part in catalog(c.assignment).parts}  # no notebook at all: no tests, no points
-    for test in results["tests"]:
+    for test in run.results["tests"]:
         part = test["name"].split(":")[0]
         by_part[part] += test["score"]
-    assert by_part == pytest.approx(expected_points(c)), results["output"]
-    assert before == {"repository": fingerprint(tmp_path)["repository"], "classmates": _content_fingerprint(classmates)}
+    assert by_part == pytest.approx(expected_points(c)), run.results["output"]
+    assert run.before == run.after
     assert not FORGED.exists()

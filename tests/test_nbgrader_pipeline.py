@@ -2,8 +2,8 @@
 gradebook -> generate_feedback -> export.
 
 With the course's ``nbgrader_config.py``, ``nbgrader autograde`` grades with the sandboxed grader
-(:mod:`autograde.nbgrader_grading`), so every example submission of every notebook goes through it (about a second
-each) and must get exactly its expected score; notebooks in unusual styles get full marks; and the attacks that beat
+(:mod:`autograde.nbgrader_grading`), so the example submissions of every notebook go through it (about a second
+each) and must get exactly their expected scores; notebooks in unusual styles get full marks; and the attacks that beat
 nbgrader's own in-kernel grading (a silenced kernel, a forged ``autograde``, writing the gradebook or the course's
 configuration) gain nothing and change nothing. The in-kernel configuration (``AUTOGRADE_IN_KERNEL=1``) still runs,
 on a sample, and is shown to be fooled by the silenced kernel: what the README says it does not defend.
@@ -14,9 +14,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -129,36 +131,60 @@ def fingerprint(folder: Path) -> dict[str, str]:
 
 def outside_nbgraders_writes(root: Path) -> dict[str, str]:
     """Everything of a course folder that ``nbgrader autograde`` must leave alone: all but its own outputs."""
-    own = ("course/autograded", "course/gradebook.db", "course/grading", "course/feedback")
+    own = ("course/autograded", "course/gradebook.db", "course/grading", "course/feedback", "grades.csv")
     return {k: v for k, v in fingerprint(root).items() if not k.startswith(own)}
 
 
-@pytest.fixture(scope="module", params=ASSIGNMENTS)
-def graded_course(request, tmp_path_factory):
-    """A course in which every example submission of one assignment (and the extras) has been autograded."""
-    assignment = request.param
-    root = course_cli.make_course(tmp_path_factory.mktemp(assignment))
-    course_cli.generate_release(root, [assignment])
-    for example in ex.examples(assignment):
-        course_cli.submit(root, assignment, example.name, ex.example_path(assignment, example.name))
-    extras = extra_submissions(assignment, root)
-    folder = tmp_path_factory.mktemp(f"{assignment}-extra")
-    for name, (nb, _) in extras.items():
-        nbformat.write(nb, folder / f"{name}.ipynb")
-        course_cli.submit(root, assignment, name, folder / f"{name}.ipynb")
-    before = outside_nbgraders_writes(root)
-    course_cli.autograde(root, assignment)
-    return assignment, root, extras, before
+def through_nbgrader(assignment: str) -> list[ex.Example]:
+    """The examples sent through nbgrader: the solution, the blank release and the first two named mistakes.
+    Every example goes through the same grading run on the command line (tests/test_isolated_grader.py); here
+    nbgrader must store what that run gives, part by part, full, partial and zero."""
+    examples = ex.examples(assignment)
+    mistakes = [e for e in examples if e.name not in ("solution", "blank")]
+    return [e for e in examples if e.name in ("solution", "blank")] + mistakes[:2]
+
+
+@pytest.fixture(scope="module")
+def graded_courses(tmp_path_factory) -> dict[str, tuple[Path, dict, dict]]:
+    """Assignment -> (course root, extras, what nbgrader must leave alone): one course per assignment, in which its
+    examples and extras have been autograded, then exported to ``grades.csv``. The releases are generated once and
+    the course copied; the five `nbgrader autograde` runs go two at a time (each grades one notebook at a time)."""
+    template = course_cli.make_course(tmp_path_factory.mktemp("template") / "course-root")
+    course_cli.generate_release(template, ASSIGNMENTS)
+    prepared = {}
+    for assignment in ASSIGNMENTS:
+        root = tmp_path_factory.mktemp(assignment) / "course-root"
+        shutil.copytree(template, root)
+        for example in through_nbgrader(assignment):
+            course_cli.submit(root, assignment, example.name, ex.example_path(assignment, example.name))
+        extras = extra_submissions(assignment, root)
+        folder = tmp_path_factory.mktemp(f"{assignment}-extra")
+        for name, (nb, _) in extras.items():
+            nbformat.write(nb, folder / f"{name}.ipynb")
+            course_cli.submit(root, assignment, name, folder / f"{name}.ipynb")
+        prepared[assignment] = (root, extras, outside_nbgraders_writes(root))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda a: course_cli.autograde(prepared[a][0], a), ASSIGNMENTS))
+    for root, _, _ in prepared.values():
+        course_cli.export_grades(root)  # nbgrader reads the course's configuration again: nothing planted in it runs
+    return prepared
+
+
+@pytest.fixture(params=ASSIGNMENTS)
+def graded_course(request, graded_courses):
+    """(assignment, course root, extras, what nbgrader must leave alone) of one assignment's graded course."""
+    root, extras, before = graded_courses[request.param]
+    return request.param, root, extras, before
 
 
 def students(assignment: str, extras: dict) -> list[str]:
-    return [e.name for e in ex.examples(assignment)] + list(extras)
+    return [e.name for e in through_nbgrader(assignment)] + list(extras)
 
 
 def test_every_example_and_extra_gets_its_expected_score(graded_course):
     assignment, root, extras, _ = graded_course
     scores = {(s.student, s.cell): s.auto_score for s in course_cli.cell_scores(root, assignment)}
-    wanted = {e.name: ex.expected_points(assignment, e) for e in ex.examples(assignment)}
+    wanted = {e.name: ex.expected_points(assignment, e) for e in through_nbgrader(assignment)}
     full = catalog(assignment).parts
     for name, (_, verdict) in extras.items():
         wanted[name] = dict(full) if verdict == "full" else {part: 0.0 for part in full}
@@ -174,8 +200,7 @@ def test_every_example_and_extra_gets_its_expected_score(graded_course):
 def test_a_hostile_run_changes_nothing_but_nbgraders_own_outputs(graded_course):
     assignment, root, _, before = graded_course
     assert outside_nbgraders_writes(root) == before
-    assert not (root / "PLANTED").exists()
-    course_cli.export_grades(root)  # nbgrader reads the configuration again: nothing planted in it runs
+    assert (root / "grades.csv").is_file()  # nbgrader ran again, with the course's configuration, to export
     assert not (root / "PLANTED").exists()
 
 
@@ -197,7 +222,7 @@ def test_feedback_shows_reports_but_no_hidden_test_source(graded_course):
 
 def test_export_writes_one_row_per_student(graded_course):
     assignment, root, extras, _ = graded_course
-    with course_cli.export_grades(root).open() as f:
+    with (root / "grades.csv").open() as f:
         rows = [r for r in csv.DictReader(f) if r["assignment"] == assignment]
     assert sorted(r["student_id"] for r in rows) == sorted(students(assignment, extras))
 
@@ -239,25 +264,20 @@ def test_a_notebook_nbgrader_cannot_read_does_not_stop_the_others(tmp_path):
 
 def test_the_in_kernel_mode_runs_and_is_fooled_by_a_silenced_kernel(tmp_path):
     """AUTOGRADE_IN_KERNEL=1: nbgrader's Execute runs each notebook whole in a kernel with the instructor's
-    permissions. An honest solution and a mistake score as in the sandbox; the blank release with one silencing
-    line takes every point: why the sandbox is the default."""
+    permissions. A mistake scores as in the sandbox (tests/test_notebooks.py runs solutions this way); the blank
+    release with one silencing line takes every point: why the sandbox is the default."""
     root = course_cli.make_course(tmp_path / "course-root")
     course_cli.generate_release(root, [A2])
     silenced = with_cell_after("sdpa", SILENCED, blank(A2), before=True)
     nbformat.write(silenced, tmp_path / "silenced.ipynb")
     mistake = ex.examples(A2)[2]
-    for name, path in (
-        ("solution", ex.example_path(A2, "solution")),
-        (mistake.name, ex.example_path(A2, mistake.name)),
-        ("silenced", tmp_path / "silenced.ipynb"),
-    ):
-        course_cli.submit(root, A2, name, path)
+    course_cli.submit(root, A2, mistake.name, ex.example_path(A2, mistake.name))
+    course_cli.submit(root, A2, "silenced", tmp_path / "silenced.ipynb")
     proc = nbgrader_unchecked(root, "autograde", A2, "--force", env={"AUTOGRADE_IN_KERNEL": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = {(s.student, s.cell): s.auto_score for s in course_cli.cell_scores(root, A2)}
     parts = catalog(A2).parts
-    for name, example in (("solution", ex.examples(A2)[0]), (mistake.name, mistake)):
-        assert {p: scores[(name, f"{p}_tests")] for p in parts} == ex.expected_points(A2, example)
+    assert {p: scores[(mistake.name, f"{p}_tests")] for p in parts} == ex.expected_points(A2, mistake)
     assert {p: scores[("silenced", f"{p}_tests")] for p in parts} == dict(parts)
 
 

@@ -1,5 +1,9 @@
-"""Every solution notebook runs end to end in fast mode on a CPU, and graded in its own kernel (nbgrader's in-kernel
-mode: the grader's call written into the hidden cells) it earns every point."""
+"""Solution notebooks run end to end in fast mode on a CPU, and graded in their own kernel (nbgrader's in-kernel
+mode: the grader's call written into the hidden cells) they earn every point.
+
+Notebooks 2, 3 and 5 run here. Notebooks 1 and 4, the slowest, run to their end in fast mode on a simulated Colab
+runtime, and in full mode through a disconnect (tests/test_colab.py); the graders of their parts are the ones the
+sandbox runs for every example submission (tests/test_isolated_grader.py)."""
 
 from __future__ import annotations
 
@@ -27,13 +31,11 @@ def execute_fast(path, workdir, assignment: str | None = None) -> nbformat.Noteb
     return nb
 
 
-# Hidden cells that cannot earn points in a fast-mode run, with the message their report must give instead.
-# A fast-mode run never writes the ViT checkpoint; tests/test_checkpoint_grading.py grades a trained one.
-NO_POINTS_IN_FAST_MODE = {"checkpoint_tests": "no checkpoint: vit_checkpoint.pt is not in the submission folder"}
+IN_KERNEL = ("02_multi_head_attention", "03_positional_encoding", "05_local_attention")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", course.ids())
+@pytest.mark.parametrize("assignment", IN_KERNEL)
 def test_solution_runs_in_fast_mode_and_earns_every_point(assignment, tmp_path):
     nb = execute_fast(course.get(assignment).source_notebook, tmp_path, assignment)
     errors = [c.source[:80] for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
@@ -43,8 +45,5 @@ def test_solution_runs_in_fast_mode_and_earns_every_point(assignment, tmp_path):
         report = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
         assert results, f"hidden cell {grade_id} returned no score:\n{report}"
         earned = float(results[-1]["data"]["text/plain"])
-        if grade_id in NO_POINTS_IN_FAST_MODE:
-            assert earned == 0 and NO_POINTS_IN_FAST_MODE[grade_id] in report, f"{grade_id}: {earned}\n{report}"
-        else:
-            assert earned == float(nbgrader_meta(cell)["points"]), f"{grade_id}: {earned} points\n{report}"
+        assert earned == float(nbgrader_meta(cell)["points"]), f"{grade_id}: {earned} points\n{report}"
         assert not any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs)

@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ASSIGNMENTS = course.ids()
 # The notebooks run whole in JupyterLab: what only a browser shows (the editor's paste, progress widgets, figures,
-# check lines) on three notebooks, notebook 5 with trainings. Notebooks 1 and 4, the slowest (80 s each here), run
-# whole in a kernel in tests/test_notebooks.py and on a simulated Colab runtime in tests/test_colab.py.
-RUN_IN_THE_BROWSER = ("02_multi_head_attention", "03_positional_encoding", "05_local_attention")
+# check lines) on notebook 2 (no training) and notebook 5 (with trainings). Every notebook runs whole on a simulated
+# Colab runtime (tests/test_colab.py); notebooks 2, 3 and 5 also in a kernel (tests/test_notebooks.py).
+RUN_IN_THE_BROWSER = ("02_multi_head_attention", "05_local_attention")
 # The Validate button's notebook: the solution and the blank release validate in seconds (no training).
 VALIDATE_ASSIGNMENT = "02_multi_head_attention"
 RUN_ALL_TIMEOUT_S = 900  # a guard against a hung kernel, far above any fast-mode notebook
