@@ -256,7 +256,8 @@ def test_a_term_on_the_hub(browser, hub):  # the browser first: without Chromium
 
     # ---- student 1, command line: list, fetch, work (a realistic mistake), submit ----
     with term.step("student 1 (command line): list, fetch, submit"):
-        listed = hub.nbgrader(cli, "list").stdout + hub.nbgrader(cli, "list").stderr
+        listing = hub.nbgrader(cli, "list")
+        listed = listing.stdout + listing.stderr
         assert ASSIGNMENT in listed, listed
         hub.nbgrader(cli, "fetch_assignment", ASSIGNMENT)
         fetched = next(hub.members[cli].home.rglob(f"{ASSIGNMENT}/{ASSIGNMENT}.ipynb"))
